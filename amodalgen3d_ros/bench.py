@@ -1,0 +1,251 @@
+"""The benchmark: methods on the same held-out scenes, in millimetres, with seen/unseen splits.
+
+Also the pose-estimation benchmark (unposed registration against ground-truth poses) and, for
+speed, median seconds per object. Results are written as JSON (every row plus summaries, with
+machine and versions) and Markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import synth
+from .geometry import invert, resolve_poses, rotation_error_deg
+from .metrics import evaluate, sample_surface, seen_mask
+from .reconstruct import reconstruct
+from .views import View, read_views_dir
+
+MAIN_METRICS = ["chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "accuracy_seen_mm",
+                "completeness_unseen_mm", "chamfer_seen_mm", "chamfer_unseen_mm", "fscore_5mm_unseen", "seconds"]
+LOWER_IS_BETTER = {"chamfer_l1_mm", "accuracy_seen_mm", "completeness_unseen_mm", "chamfer_seen_mm",
+                   "chamfer_unseen_mm", "seconds", "accuracy_mm", "completeness_mm"}
+OCCLUSION_BANDS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.01]
+BENCH_SEED = 1234  # the held-out scenes every benchmark run uses
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    data: str = "data/heldout"
+    split: str = "heldout"
+    scenes: int = 60
+    views: tuple[int, ...] = (1, 2, 4)
+    methods: tuple[str, ...] = ("visible", "convex_hull", "support_hull", "symmetry", "tsdf")
+    unposed: bool = False
+    depth_noise: bool = True
+    workers: int = 2
+    seed: int = BENCH_SEED
+
+
+def ensure_scenes(cfg: BenchConfig, progress: bool = True) -> list[Path]:
+    """The benchmark's scenes, synthesized once (deterministic for the seed) if missing."""
+    root = Path(cfg.data)
+    have = synth.scene_dirs(root)
+    if len(have) < cfg.scenes:
+        synth.synth(root, cfg.scenes, cfg.seed, cfg.split, synth.SynthConfig(depth_noise=cfg.depth_noise),
+                    workers=cfg.workers, progress=progress)
+        have = synth.scene_dirs(root)
+    return have[:cfg.scenes]
+
+
+def _clean_depth(scene: Path, i: int) -> np.ndarray:
+    raw = cv2.imread(str(scene / "gt" / f"depth_clean_{i:03d}.png"), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise FileNotFoundError(scene / "gt" / f"depth_clean_{i:03d}.png")
+    return raw.astype(np.float32) / 1000.0
+
+
+def bench_scene(args: tuple) -> list[dict]:
+    scene, cfg = args
+    scene = Path(scene)
+    vs = read_views_dir(scene / "views")
+    gt = synth.load_gt(scene)
+    gt_mesh = gt["mesh"]
+    gt_pts_world = sample_surface(gt_mesh, 20000, seed=0)
+    T_world_ref = np.asarray(gt["T_world_camera"][0]).reshape(4, 4)
+    rows = []
+    for n in cfg.views:
+        if n > len(vs.views):
+            continue
+        truth_views = [View(v.color, v.depth_m, v.K, v.labels, np.asarray(gt["T_world_camera"][i]).reshape(4, 4),
+                            name=v.name) for i, v in enumerate(vs.views[:n])]
+        seen = seen_mask(gt_pts_world, truth_views, vs.target_id, [_clean_depth(scene, i) for i in range(n)])
+        views = vs.views[:n]
+        if cfg.unposed:
+            views = [View(v.color, v.depth_m, v.K, v.labels, None, v.stamp_s, v.name) for v in views]
+        occ = float(np.mean(gt["occlusion"][:n]))
+        for method in cfg.methods:
+            row = {"scene": scene.name, "family": gt["family"], "views": n, "method": method,
+                   "occlusion": occ, "posed": not cfg.unposed}
+            try:
+                t0 = time.perf_counter()
+                rec = reconstruct(views, vs.target_id, method)
+                row["seconds"] = time.perf_counter() - t0
+                T = np.eye(4) if rec.frame == "world" else invert(T_world_ref)
+                g = gt_mesh.copy().apply_transform(T)
+                pts = gt_pts_world @ T[:3, :3].T + T[:3, 3]
+                row.update(evaluate(rec.mesh, g, seen, pts))
+                row["n_views_used"] = rec.n_views_used
+            except Exception as e:  # a failure is a result too: counted, not hidden
+                row["error"] = f"{e.__class__.__name__}: {e}"
+            rows.append(row)
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    ok = [r for r in rows if "error" not in r]
+    out: dict = {"by_views": {}, "by_occlusion": {}, "failures": {}}
+    for r in rows:
+        if "error" in r:
+            key = f"{r['views']}/{r['method']}"
+            out["failures"][key] = out["failures"].get(key, 0) + 1
+    for n in sorted({r["views"] for r in ok}):
+        for m in dict.fromkeys(r["method"] for r in ok):
+            sel = [r for r in ok if r["views"] == n and r["method"] == m]
+            if not sel:
+                continue
+            stats: dict = {"n": len(sel)}
+            for k in MAIN_METRICS + ["accuracy_mm", "completeness_mm", "watertight"]:
+                vals = np.array([float(r[k]) for r in sel if k in r and r[k] is not None], float)
+                vals = vals[np.isfinite(vals)]
+                if len(vals):
+                    stats[k] = {"mean": float(vals.mean()), "median": float(np.median(vals))}
+            out["by_views"][f"{n}/{m}"] = stats
+            for lo, hi in zip(OCCLUSION_BANDS[:-1], OCCLUSION_BANDS[1:]):
+                b = [r for r in sel if lo <= r["occlusion"] < hi]
+                if b:
+                    out["by_occlusion"][f"{n}/{m}/{int(lo * 100)}-{int(min(hi, 1) * 100)}%"] = {
+                        "n": len(b), **{k: float(np.nanmean([r[k] for r in b])) for k in
+                                        ("chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "chamfer_unseen_mm")}}
+    return out
+
+
+def markdown(summary: dict, title: str) -> str:
+    cols = ["chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "accuracy_seen_mm", "completeness_unseen_mm",
+            "fscore_5mm_unseen", "seconds"]
+    lines = [f"## {title}", "", "mean (median) per object; lower is better for mm and seconds", "",
+             "| views | method | n | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 3)]
+    for key, st in summary["by_views"].items():
+        n, m = key.split("/")
+        cells = []
+        for c in cols:
+            if c in st:
+                cells.append(f"{st[c]['mean']:.3g} ({st[c]['median']:.3g})")
+            else:
+                cells.append("-")
+        lines.append(f"| {n} | {m} | {st['n']} | " + " | ".join(cells) + " |")
+    lines += ["", "### By occlusion band (mean over the used views' hidden share)", "",
+              "| views | method | band | n | chamfer_l1_mm | fscore_5mm | fscore_10mm | iou | chamfer_unseen_mm |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for key, st in summary["by_occlusion"].items():
+        n, m, band = key.split("/")
+        lines.append(f"| {n} | {m} | {band} | {st['n']} | {st['chamfer_l1_mm']:.3g} | {st['fscore_5mm']:.3g} | "
+                     f"{st['fscore_10mm']:.3g} | {st['iou']:.3g} | {st['chamfer_unseen_mm']:.3g} |")
+    if summary["failures"]:
+        lines += ["", "Failures (counted, not hidden): " + ", ".join(f"{k}: {v}" for k, v in summary["failures"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def machine_info() -> dict:
+    import torch
+
+    return {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def _pool_map(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    out = []
+    with tqdm(total=len(jobs), desc=desc, disable=not progress) as bar:
+        if workers <= 1:
+            for j in jobs:
+                out.append(fn(j))
+                bar.update()
+        else:
+            with get_context("spawn").Pool(workers) as pool:
+                for r in pool.imap(fn, jobs):
+                    out.append(r)
+                    bar.update()
+    return out
+
+
+def run_bench(cfg: BenchConfig, out_dir: str | Path, progress: bool = True) -> dict:
+    scenes = ensure_scenes(cfg, progress)
+    t0 = time.time()
+    rows = [r for rs in _pool_map(bench_scene, [(str(s), cfg) for s in scenes], cfg.workers, "bench", progress)
+            for r in rs]
+    summary = summarize(rows)
+    report = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.__dict__.items()},
+              "machine": machine_info(), "wall_seconds": time.time() - t0, "summary": summary, "rows": rows}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=1, default=float))
+    title = f"Benchmark: {cfg.split}, {len(scenes)} scenes, {'unposed' if cfg.unposed else 'posed'} views"
+    (out / "bench.md").write_text(markdown(summary, title))
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# Pose estimation
+# --------------------------------------------------------------------------------------------
+
+def bench_poses_scene(args: tuple) -> list[dict]:
+    scene, _cfg = args
+    vs = read_views_dir(Path(scene) / "views")
+    gt = [np.asarray(v.T_world_cam) for v in vs.views]
+    unposed = [View(v.color, v.depth_m, v.K, v.labels, None, v.stamp_s, v.name) for v in vs.views]
+    poses = resolve_poses(unposed)
+    rows = []
+    for j in range(1, len(unposed)):
+        T_true = invert(gt[0]) @ gt[j]
+        z0, zj = np.array([0, 0, 1.0]), T_true[:3, 2]
+        baseline = float(np.degrees(np.arccos(np.clip(z0 @ zj, -1, 1))))
+        row = {"scene": Path(scene).name, "view": j, "baseline_deg": baseline, "registered": poses.T_out_cam[j] is not None}
+        Te = poses.T_out_cam[j]
+        if Te is not None:
+            row["rot_err_deg"] = rotation_error_deg(Te[:3, :3], T_true[:3, :3])
+            row["trans_err_mm"] = float(np.linalg.norm(Te[:3, 3] - T_true[:3, 3]) * 1000)
+        reg = poses.registrations[j]
+        row["fitness"] = reg.fitness if reg else None
+        row["reason"] = reg.reason if reg else ""
+        rows.append(row)
+    return rows
+
+
+def run_pose_bench(cfg: BenchConfig, out_dir: str | Path, progress: bool = True) -> dict:
+    scenes = ensure_scenes(cfg, progress)
+    rows = [r for rs in _pool_map(bench_poses_scene, [(str(s), cfg) for s in scenes], cfg.workers, "poses", progress)
+            for r in rs]
+    bins = [0, 30, 60, 90, 180]
+    table = []
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        sel = [r for r in rows if lo <= r["baseline_deg"] < hi]
+        reg = [r for r in sel if r["registered"]]
+        table.append({"baseline": f"{lo}-{hi} deg", "pairs": len(sel),
+                      "registered_share": len(reg) / len(sel) if sel else float("nan"),
+                      "median_rot_err_deg": float(np.median([r["rot_err_deg"] for r in reg])) if reg else float("nan"),
+                      "median_trans_err_mm": float(np.median([r["trans_err_mm"] for r in reg])) if reg else float("nan"),
+                      "share_rot_err_over_5deg": float(np.mean([r["rot_err_deg"] > 5 for r in reg])) if reg else float("nan")})
+    report = {"machine": machine_info(), "table": table, "rows": rows}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "poses.json").write_text(json.dumps(report, indent=1))
+    md = ["## Pose estimation of unposed views (each view against the reference view 000)", "",
+          "| baseline | pairs | registered | median rot err (deg) | median trans err (mm) | rot err > 5 deg |",
+          "|---|---|---|---|---|---|"]
+    for t in table:
+        md.append(f"| {t['baseline']} | {t['pairs']} | {t['registered_share']:.0%} | {t['median_rot_err_deg']:.2f} | "
+                  f"{t['median_trans_err_mm']:.1f} | {t['share_rot_err_over_5deg']:.0%} |")
+    (out / "poses.md").write_text("\n".join(md) + "\n")
+    return report

@@ -1,0 +1,344 @@
+"""Multi-view geometry: back-projection, pose estimation between unposed RGB-D views, fusion.
+
+Conventions: ``T_a_b`` maps points from frame b to frame a; points are (N, 3) float64 metres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import open3d as o3d
+
+from .views import View, ViewsFormatError
+
+
+def transform(T_a_b: np.ndarray, points_b: np.ndarray) -> np.ndarray:
+    """(4, 4) x (N, 3) -> (N, 3)."""
+    return points_b @ T_a_b[:3, :3].T + T_a_b[:3, 3]
+
+
+def invert(T: np.ndarray) -> np.ndarray:
+    Ti = np.eye(4)
+    Ti[:3, :3] = T[:3, :3].T
+    Ti[:3, 3] = -T[:3, :3].T @ T[:3, 3]
+    return Ti
+
+
+def backproject(depth_m: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None,
+                stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels with depth -> optical-frame points.
+
+    depth_m: (H, W) metres, 0 = no measurement. mask: (H, W) bool or None.
+    Returns points_cam (N, 3) metres and the (N, 2) int pixel coordinates (v, u) they came from.
+    """
+    valid = depth_m > 0
+    if mask is not None:
+        valid &= mask
+    if stride > 1:
+        sub = np.zeros_like(valid)
+        sub[::stride, ::stride] = True
+        valid &= sub
+    v, u = np.nonzero(valid)
+    z = depth_m[v, u].astype(np.float64)
+    x = (u - K[0, 2]) * z / K[0, 0]
+    y = (v - K[1, 2]) * z / K[1, 1]
+    return np.stack([x, y, z], axis=1), np.stack([v, u], axis=1)
+
+
+def project(points_cam: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Optical-frame points (N, 3) -> pixel coords (N, 2) float (u, v) and depth z (N,)."""
+    z = points_cam[:, 2]
+    zs = np.where(z > 1e-9, z, 1e-9)
+    u = K[0, 0] * points_cam[:, 0] / zs + K[0, 2]
+    v = K[1, 1] * points_cam[:, 1] / zs + K[1, 2]
+    return np.stack([u, v], axis=1), z
+
+
+# --------------------------------------------------------------------------------------------
+# Pose estimation between unposed views
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Registration:
+    """Result of registering one view to the reference view."""
+
+    T_ref_cam: np.ndarray | None  # (4, 4) maps this view's optical frame to the reference's
+    fitness: float  # depth consistency with the reference view (see depth_consistency), 0..1
+    rmse_m: float
+    n_matches: int
+    reason: str = ""  # why it was left out, empty if registered
+
+    @property
+    def ok(self) -> bool:
+        return self.T_ref_cam is not None
+
+
+def kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Rigid T (4, 4) minimising |T src - dst|^2; src, dst (N, 3)."""
+    cs, cd = src.mean(0), dst.mean(0)
+    H = (src - cs).T @ (dst - cd)
+    U, _, Vt = np.linalg.svd(H)
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(Vt.T @ U.T))])
+    R = Vt.T @ D @ U.T
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = cd - R @ cs
+    return T
+
+
+def _features(view: View, n_features: int) -> tuple[list, np.ndarray | None]:
+    gray = cv2.cvtColor(view.color, cv2.COLOR_RGB2GRAY)
+    # SIFT: more matches than ORB under the wide baselines of a camera moving around an object
+    sift = cv2.SIFT_create(nfeatures=n_features, contrastThreshold=0.01)  # type: ignore[attr-defined]
+    kps, desc = sift.detectAndCompute(gray, None)
+    return list(kps), desc
+
+
+def _lift(view: View, kps: list) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints -> (N, 3) optical-frame points and a validity mask (depth present)."""
+    assert view.depth_m is not None
+    uv = np.array([k.pt for k in kps], np.float64).reshape(-1, 2)
+    ui = np.clip(np.round(uv[:, 0]).astype(int), 0, view.width - 1)
+    vi = np.clip(np.round(uv[:, 1]).astype(int), 0, view.height - 1)
+    z = view.depth_m[vi, ui].astype(np.float64)
+    pts = np.stack([(uv[:, 0] - view.K[0, 2]) * z / view.K[0, 0],
+                    (uv[:, 1] - view.K[1, 2]) * z / view.K[1, 1], z], axis=1)
+    return pts, z > 0
+
+
+def _ransac_rigid(src: np.ndarray, dst: np.ndarray, rng: np.random.Generator,
+                  iters: int = 500, inlier_m: float = 0.01) -> tuple[np.ndarray | None, np.ndarray]:
+    n = len(src)
+    if n < 3:
+        return None, np.zeros(n, bool)
+    best = np.zeros(n, bool)
+    for _ in range(iters):
+        idx = rng.choice(n, 3, replace=False)
+        a, b = src[idx], dst[idx]
+        # reject degenerate (near-collinear) samples
+        if np.linalg.norm(np.cross(a[1] - a[0], a[2] - a[0])) < 1e-6:
+            continue
+        T = kabsch(a, b)
+        inl = np.linalg.norm(transform(T, src) - dst, axis=1) < inlier_m
+        if inl.sum() > best.sum():
+            best = inl
+    if best.sum() < 3:
+        return None, best
+    return kabsch(src[best], dst[best]), best
+
+
+def _frame_cloud(view: View, voxel_m: float) -> o3d.geometry.PointCloud:
+    assert view.depth_m is not None
+    pts, _ = backproject(view.depth_m, view.K, stride=2)
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+    pc = pc.voxel_down_sample(voxel_m)
+    pc.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * voxel_m, max_nn=30))
+    return pc
+
+
+def register_view(ref: View, view: View, seed: int = 0, n_features: int = 3000,
+                  min_inliers: int = 8, min_fitness: float = 0.7,
+                  icp_radius_m: float = 0.01) -> Registration:
+    """Estimate T_ref_cam for ``view`` from the whole RGB-D frame (table and other objects too).
+
+    SIFT matches lifted to 3D with depth, RANSAC over rigid transforms, then point-to-plane ICP
+    over both frames' clouds. A view is left out with fewer than ``min_inliers`` RANSAC inliers or
+    a depth consistency (the fitness) under ``min_fitness``.
+    """
+    if ref.depth_m is None or view.depth_m is None:
+        return Registration(None, 0.0, np.inf, 0, "no depth: unposed views need depth")
+    rng = np.random.default_rng(seed)
+    k0, d0 = _features(ref, n_features)
+    k1, d1 = _features(view, n_features)
+    if d0 is None or d1 is None or len(k0) < min_inliers or len(k1) < min_inliers:
+        return Registration(None, 0.0, np.inf, 0, "too few image features")
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    pairs = matcher.knnMatch(d1, d0, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.85 * p[1].distance]
+    if len(good) < min_inliers:
+        return Registration(None, 0.0, np.inf, len(good), f"{len(good)} feature matches")
+    p1, ok1 = _lift(view, [k1[m.queryIdx] for m in good])
+    p0, ok0 = _lift(ref, [k0[m.trainIdx] for m in good])
+    ok = ok0 & ok1
+    T, inl = _ransac_rigid(p1[ok], p0[ok], rng)
+    n_inl = int(inl.sum())
+    if T is None or n_inl < min_inliers:
+        return Registration(None, 0.0, np.inf, n_inl, f"{n_inl} RANSAC inliers")
+    voxel = icp_radius_m / 2
+    src, dst = _frame_cloud(view, voxel), _frame_cloud(ref, voxel)
+    est = o3d.pipelines.registration.TransformationEstimationPointToPlane()
+    T_cur = T
+    # Coarse-to-fine ICP: a wide radius absorbs RANSAC's error, a tight one settles it.
+    for radius in (3 * icp_radius_m, icp_radius_m):
+        res = o3d.pipelines.registration.registration_icp(
+            src, dst, radius, T_cur, est,
+            o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
+        T_cur = np.asarray(res.transformation)
+    fitness = depth_consistency(ref, view, T_cur)
+    if fitness < min_fitness:
+        return Registration(None, fitness, float(res.inlier_rmse), n_inl,
+                            f"depth consistency {fitness:.2f} < {min_fitness}")
+    return Registration(T_cur, fitness, float(res.inlier_rmse), n_inl)
+
+
+def depth_consistency(ref: View, view: View, T_ref_cam: np.ndarray, tol_m: float = 0.015,
+                      tol_gray: float = 30.0) -> float:
+    """Share of ``view``'s points that, moved into the reference camera and landing on a measured
+    reference pixel, agree with the reference in depth and in brightness.
+
+    Unlike ICP's fitness this does not fall with the baseline (only overlapping points count);
+    brightness catches poses that slide along the table plane, which depth alone cannot see.
+    Points behind the reference surface may be occluded there and are not judged.
+    """
+    assert ref.depth_m is not None and view.depth_m is not None
+    pts, vu = backproject(view.depth_m, view.K, stride=3)
+    uv, z = project(transform(T_ref_cam, pts), ref.K)
+    u, v = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
+    ok = (z > 0) & (u >= 0) & (u < ref.width) & (v >= 0) & (v < ref.height)
+    D = np.zeros(len(z), np.float32)
+    D[ok] = ref.depth_m[v[ok], u[ok]]
+    judged = ok & (D > 0) & (z < D + tol_m)
+    # too little overlap, or most points hidden behind the reference surface: no evidence
+    if judged.sum() < max(100, 0.5 * (ok & (D > 0)).sum()):
+        return 0.0
+    g_ref = ref.color[v[judged], u[judged]].astype(np.float32).mean(1)
+    g_view = view.color[vu[judged, 0], vu[judged, 1]].astype(np.float32).mean(1)
+    agree = (np.abs(z[judged] - D[judged]) < tol_m) & (np.abs(g_ref - g_view) < tol_gray)
+    return float(agree.mean())
+
+
+@dataclass
+class ViewPoses:
+    """Every view's pose in the output frame, and how it was obtained."""
+
+    T_out_cam: list[np.ndarray | None]  # None: view left out
+    frame: str  # "world" or "reference_camera"
+    registrations: list[Registration | None]  # None where poses were given
+
+    @property
+    def used(self) -> list[int]:
+        return [i for i, T in enumerate(self.T_out_cam) if T is not None]
+
+
+def resolve_poses(views: list[View], seed: int = 0) -> ViewPoses:
+    """Given poses when every view has one (world frame); else register to the reference view.
+
+    A view that fails to register directly to the reference is tried against the views already
+    registered, and chained through them.
+    """
+    if all(v.T_world_cam is not None for v in views):
+        return ViewPoses([np.asarray(v.T_world_cam) for v in views], "world", [None] * len(views))
+    T: list[np.ndarray | None] = [np.eye(4)] + [None] * (len(views) - 1)
+    regs: list[Registration | None] = [Registration(np.eye(4), 1.0, 0.0, 0)] + [None] * (len(views) - 1)
+    for i in range(1, len(views)):
+        r = register_view(views[0], views[i], seed=seed + i)
+        regs[i] = r
+        if r.ok:
+            T[i] = r.T_ref_cam
+    for i in range(1, len(views)):  # second chance: chain through a registered neighbour
+        if T[i] is not None:
+            continue
+        for j in sorted(range(1, len(views)), key=lambda j: abs(j - i)):
+            Tj = T[j]
+            if j == i or Tj is None:
+                continue
+            r = register_view(views[j], views[i], seed=seed + 100 + i)
+            if r.ok:
+                assert r.T_ref_cam is not None
+                T[i] = Tj @ r.T_ref_cam
+                r.T_ref_cam = T[i]
+                r.reason = f"chained through view {j}"
+                regs[i] = r
+                break
+    return ViewPoses(T, "reference_camera", regs)
+
+
+def rotation_error_deg(Ra: np.ndarray, Rb: np.ndarray) -> float:
+    c = (np.trace(Ra.T @ Rb) - 1) / 2
+    return float(np.degrees(np.arccos(np.clip(c, -1, 1))))
+
+
+# --------------------------------------------------------------------------------------------
+# Fusion of the target's visible points
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class FusedTarget:
+    """The target's visible surface from all used views, in the output frame."""
+
+    points: np.ndarray  # (N, 3) metres
+    colors: np.ndarray  # (N, 3) uint8
+    view_index: np.ndarray  # (N,) which view each point came from
+    poses: ViewPoses
+    n_views_used: int
+    visible_fraction: float  # mean visibility ratio over used views
+
+
+def fuse_target(views: list[View], target_id: int, poses: ViewPoses | None = None,
+                max_points_per_view: int = 20000, seed: int = 0) -> FusedTarget:
+    """Back-project the target's visible pixels of every registered view into the output frame."""
+    if poses is None:
+        poses = resolve_poses(views, seed=seed)
+    pts, cols, idx, taus = [], [], [], []
+    rng = np.random.default_rng(seed)
+    for i, v in enumerate(views):
+        T = poses.T_out_cam[i]
+        if T is None or v.depth_m is None:
+            continue
+        m = v.target_masks(target_id)
+        if not m.visible.any():
+            continue
+        p, vu = backproject(v.depth_m, v.K, m.visible)
+        if len(p) == 0:
+            continue
+        if len(p) > max_points_per_view:
+            keep = rng.choice(len(p), max_points_per_view, replace=False)
+            p, vu = p[keep], vu[keep]
+        pts.append(transform(T, p))
+        cols.append(v.color[vu[:, 0], vu[:, 1]])
+        idx.append(np.full(len(p), i))
+        taus.append(m.visibility_ratio)
+    if not pts:
+        raise ViewsFormatError(f"target {target_id}: no view has valid depth on the target")
+    return FusedTarget(np.concatenate(pts), np.concatenate(cols), np.concatenate(idx), poses,
+                       len(pts), float(np.mean(taus)))
+
+
+# --------------------------------------------------------------------------------------------
+# Support plane
+# --------------------------------------------------------------------------------------------
+
+def fit_support_plane(views: list[View], poses: ViewPoses, target_points: np.ndarray,
+                      seed: int = 0) -> np.ndarray | None:
+    """RANSAC plane (4,) [n, d] with n . x + d = 0, n pointing up (towards the cameras),
+    fitted to background pixels (label 0) near the target, in the output frame. None if absent."""
+    center = target_points.mean(0)
+    bg = []
+    for i, v in enumerate(views):
+        T = poses.T_out_cam[i]
+        if T is None or v.depth_m is None:
+            continue
+        p, _ = backproject(v.depth_m, v.K, v.labels == 0, stride=2)
+        p = transform(T, p)
+        bg.append(p[np.linalg.norm(p - center, axis=1) < 0.5])
+    if not bg:
+        return None
+    pts = np.concatenate(bg)
+    if len(pts) < 50:
+        return None
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+    o3d.utility.random.seed(seed)
+    plane, inliers = pc.segment_plane(distance_threshold=0.005, ransac_n=3, num_iterations=300)
+    if len(inliers) < 0.3 * len(pts):
+        return None
+    plane = np.asarray(plane, np.float64)
+    plane /= np.linalg.norm(plane[:3])
+    cam_center = poses.T_out_cam[poses.used[0]][:3, 3]  # type: ignore[index]
+    if plane[:3] @ cam_center + plane[3] < 0:
+        plane = -plane
+    # The target must be above the plane; otherwise it is not its support.
+    if np.median(target_points @ plane[:3] + plane[3]) < 0:
+        return None
+    return plane

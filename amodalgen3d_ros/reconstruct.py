@@ -1,0 +1,129 @@
+"""The one reconstruction path: views -> Observation -> method -> Reconstruction -> files.
+
+Used by the CLI, the benchmark and the ROS node alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from scipy.spatial import cKDTree
+
+from .baselines import BASELINES
+from .geometry import ViewPoses
+from .observation import Observation, observe
+from .views import View, ViewsFormatError
+
+
+@dataclass
+class Reconstruction:
+    """A completed object.
+
+    mesh: closed, outward-facing, metres, in ``frame`` ("world" or "reference_camera").
+    vertex_confidence: (V,) float32 in [0, 1].
+    vertex_colors: (V, 3) uint8 RGB.
+    """
+
+    mesh: trimesh.Trimesh
+    frame: str
+    track_id: int
+    method: str
+    n_views_used: int
+    visible_fraction: float
+    seconds: float
+    vertex_confidence: np.ndarray
+    vertex_colors: np.ndarray
+    registration: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"track_id": self.track_id, "n_views_used": self.n_views_used, "frame": self.frame,
+                "seconds": round(self.seconds, 4), "method": self.method,
+                "visible_fraction": round(self.visible_fraction, 4),
+                "n_vertices": int(len(self.mesh.vertices)), "n_faces": int(len(self.mesh.faces)),
+                "watertight": bool(self.mesh.is_watertight),
+                "vertex_confidence": [round(float(c), 3) for c in self.vertex_confidence],
+                "registration": self.registration}
+
+
+MethodFn = Callable[[Observation], "trimesh.Trimesh | tuple[trimesh.Trimesh, np.ndarray]"]
+
+
+def available_methods() -> dict[str, MethodFn]:
+    methods: dict[str, MethodFn] = dict(BASELINES)
+    try:
+        from .model import learned_methods
+        methods.update(learned_methods())
+    except ImportError:  # torch missing: classical methods only
+        pass
+    return methods
+
+
+DEFAULT_METHOD = "support_hull"
+
+
+def colorize(mesh: trimesh.Trimesh, obs: Observation, conf: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Colours from the nearest seen point; confidence 1 on seen surface when the method has none."""
+    d, nn = cKDTree(obs.fused.points).query(mesh.vertices)
+    near = d < 0.006
+    colors = np.where(near[:, None], obs.fused.colors[nn], np.array([150, 150, 150], np.uint8)).astype(np.uint8)
+    if conf is None:
+        conf = np.exp(-d / 0.01)  # distance to the nearest observation, 1 cm scale
+    return np.clip(conf, 0, 1).astype(np.float32), colors
+
+
+def reconstruct(views: list[View], target_id: int, method: str = DEFAULT_METHOD, seed: int = 0,
+                poses: ViewPoses | None = None) -> Reconstruction:
+    methods = available_methods()
+    if method not in methods:
+        raise ViewsFormatError(f"unknown method '{method}' (choose from {', '.join(sorted(methods))})")
+    t0 = time.perf_counter()
+    obs = observe(views, target_id, seed=seed, poses=poses)
+    out = methods[method](obs)
+    mesh, conf = out if isinstance(out, tuple) else (out, None)
+    conf, colors = colorize(mesh, obs, conf)
+    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.c_[colors, np.full(len(colors), 255, np.uint8)])
+    regs = []
+    for i, r in enumerate(obs.poses.registrations):
+        if r is None:
+            regs.append({"view": i, "pose": "given"})
+        else:
+            regs.append({"view": i, "registered": r.ok, "fitness": round(r.fitness, 3), "reason": r.reason})
+    return Reconstruction(mesh, obs.frame, target_id, method, len(obs.used_views()),
+                          obs.fused.visible_fraction, time.perf_counter() - t0, conf, colors, regs)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename: never a half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(rec: Reconstruction, path: str | Path) -> tuple[Path, Path]:
+    """Mesh (.ply/.obj/.glb by suffix) and the JSON summary beside it, both written atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower().lstrip(".") or "ply"
+    if suffix not in ("ply", "obj", "glb"):
+        raise ViewsFormatError(f"{path}: output must end in .ply, .obj or .glb")
+    data = rec.mesh.export(file_type=suffix)
+    write_atomic(path, data if isinstance(data, bytes) else data.encode())
+    jpath = path.with_suffix(".json")
+    write_atomic(jpath, json.dumps(rec.summary(), indent=1).encode())
+    return path, jpath

@@ -1,0 +1,95 @@
+"""Surfaces from voxel grids: closed, outward-facing meshes in metres."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+from scipy import ndimage
+from skimage import measure
+
+
+@dataclass
+class Grid:
+    """A regular voxel grid: voxel (i, j, k) has its centre at origin + (ijk + 0.5) * voxel_m."""
+
+    origin: np.ndarray  # (3,) metres, corner of the grid, output frame
+    voxel_m: float
+    shape: tuple[int, int, int]
+
+    def centers(self) -> np.ndarray:
+        """(X*Y*Z, 3) voxel centres, C order."""
+        axes = [(np.arange(n) + 0.5) * self.voxel_m + o for n, o in zip(self.shape, self.origin)]
+        return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+    def index_of(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Points (N, 3) -> integer indices (N, 3) and an inside mask (N,)."""
+        ijk = np.floor((points - self.origin) / self.voxel_m).astype(np.int64)
+        inside = np.all((ijk >= 0) & (ijk < np.asarray(self.shape)), axis=1)
+        return ijk, inside
+
+    def voxelize(self, points: np.ndarray) -> np.ndarray:
+        occ = np.zeros(self.shape, bool)
+        ijk, inside = self.index_of(points)
+        ijk = ijk[inside]
+        occ[ijk[:, 0], ijk[:, 1], ijk[:, 2]] = True
+        return occ
+
+
+def grid_around(points: np.ndarray, voxel_m: float, pad_m: float) -> Grid:
+    lo = points.min(0) - pad_m
+    hi = points.max(0) + pad_m
+    shape = tuple(int(x) for x in np.maximum(np.ceil((hi - lo) / voxel_m), 1))
+    return Grid(lo, voxel_m, shape)  # type: ignore[arg-type]
+
+
+def mesh_from_field(field: np.ndarray, grid: Grid, level: float = 0.5,
+                    smooth_iters: int = 0) -> trimesh.Trimesh:
+    """Marching cubes of a scalar field where values > level are inside.
+
+    The field is padded with "outside" so the surface is always closed; the result is oriented
+    outwards and in metres. Raises ValueError for an empty field.
+    """
+    f = np.pad(field.astype(np.float32), 1, constant_values=min(0.0, level - 1.0))
+    if f.max() <= level:
+        raise ValueError("empty occupancy: nothing to mesh")
+    # values exactly at the level make degenerate triangles and open seams
+    f[f == level] = level - 1e-4
+    m = _marching_cubes(f, grid, level)
+    if not m.is_watertight:
+        # diagonal-only contacts between voxels give non-manifold edges: blur them away
+        m = _marching_cubes(ndimage.gaussian_filter(f, 0.7), grid, level)
+    if smooth_iters:
+        trimesh.smoothing.filter_taubin(m, iterations=smooth_iters)
+    if m.volume < 0:
+        m.invert()
+    return m
+
+
+def _marching_cubes(f: np.ndarray, grid: Grid, level: float) -> trimesh.Trimesh:
+    verts, faces, _, _ = measure.marching_cubes(f, level=level, spacing=(grid.voxel_m,) * 3)
+    # the padding shifts by one voxel; marching cubes places values at voxel centres
+    verts = verts + grid.origin - 0.5 * grid.voxel_m
+    m = trimesh.Trimesh(verts, faces[:, ::-1], process=True)
+    # keep the largest closed piece's company: drop specks of a few faces
+    parts = m.split(only_watertight=False)
+    if len(parts) > 1:
+        m = trimesh.util.concatenate([p for p in parts if len(p.faces) >= 16] or [max(parts, key=lambda p: len(p.faces))])
+    return m
+
+
+def mesh_from_occupancy(occ: np.ndarray, grid: Grid, smooth_iters: int = 0) -> trimesh.Trimesh:
+    """Binary occupancy -> closed mesh (a light blur first so steps don't become stairs)."""
+    f = ndimage.gaussian_filter(occ.astype(np.float32), 0.6) if occ.sum() > 8 else occ.astype(np.float32)
+    return mesh_from_field(f, grid, 0.5 if occ.sum() > 8 else 0.25, smooth_iters)
+
+
+def solidify(points: np.ndarray, voxel_m: float, close_iters: int = 2) -> tuple[np.ndarray, Grid]:
+    """Points -> closed solid occupancy: voxelize, close gaps, fill enclosed cavities."""
+    grid = grid_around(points, voxel_m, pad_m=(close_iters + 2) * voxel_m)
+    occ = grid.voxelize(points)
+    if close_iters:
+        occ = ndimage.binary_closing(occ, iterations=close_iters)
+    occ = ndimage.binary_fill_holes(occ)
+    return occ, grid

@@ -1,0 +1,40 @@
+"""Metrics of known shapes give known numbers."""
+
+from __future__ import annotations
+
+import trimesh
+
+from amodalgen3d_ros.metrics import evaluate, volume_iou
+
+
+def test_identical_meshes_are_perfect():
+    m = trimesh.creation.icosphere(subdivisions=4, radius=0.05)
+    e = evaluate(m, m)
+    assert e["chamfer_l1_mm"] < 1.0  # sampling only
+    assert e["fscore_5mm"] == 1.0 and e["fscore_10mm"] == 1.0
+    assert e["iou"] > 0.99 and e["watertight"] and e["outward"]
+
+
+def test_concentric_spheres_chamfer_is_the_radius_gap():
+    a = trimesh.creation.icosphere(subdivisions=5, radius=0.050)
+    b = trimesh.creation.icosphere(subdivisions=5, radius=0.058)
+    e = evaluate(b, a)
+    assert abs(e["chamfer_l1_mm"] - 8.0) < 0.3
+    assert e["fscore_5mm"] < 0.01 and e["fscore_10mm"] > 0.99
+    assert abs(e["iou"] - (50 / 58) ** 3) < 0.02
+
+
+def test_half_shifted_cubes_iou_is_one_third():
+    a = trimesh.creation.box(extents=[0.1, 0.1, 0.1])
+    b = a.copy().apply_translation([0.05, 0, 0])
+    assert abs(volume_iou(a, b) - 1 / 3) < 0.01
+
+
+def test_seen_unseen_split():
+    gt = trimesh.creation.box(extents=[0.1, 0.1, 0.1])
+    pts, _ = trimesh.sample.sample_surface(gt, 5000, seed=0)
+    seen = pts[:, 2] > 0.049  # the top face was seen
+    pred = gt.copy().apply_translation([0, 0, 0])
+    e = evaluate(pred, gt, seen, pts)
+    assert e["completeness_seen_mm"] < 1.0 and e["completeness_unseen_mm"] < 1.5
+    assert 0.1 < e["seen_share"] < 0.25

@@ -1,0 +1,114 @@
+"""The views directory contract (../shared/spec/views-format.md), including malformed input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from amodalgen3d_ros.views import View, ViewsFormatError, read_views_dir, target_masks, write_views_dir
+
+
+def _view(h=20, w=30, target=3, depth=0.5):
+    labels = np.zeros((h, w), np.int64)
+    labels[5:15, 10:20] = target
+    d = np.full((h, w), 1.0, np.float32)
+    d[labels == target] = depth
+    K = np.array([[50.0, 0, w / 2], [0, 50.0, h / 2], [0, 0, 1]])
+    return View(np.full((h, w, 3), 100, np.uint8), d, K, labels, np.eye(4), name="000")
+
+
+def test_round_trip(tmp_path):
+    v = _view()
+    write_views_dir(tmp_path / "v", [v, v], target_id=3)
+    vs = read_views_dir(tmp_path / "v")
+    assert vs.target_id == 3 and len(vs.views) == 2 and vs.all_posed
+    np.testing.assert_allclose(vs.views[1].depth_m, v.depth_m, atol=1e-3)
+    np.testing.assert_array_equal(vs.views[0].labels, v.labels)
+    np.testing.assert_array_equal(vs.views[0].color, v.color)
+
+
+def test_depth_scale_and_target_override(tmp_path):
+    v = _view()
+    write_views_dir(tmp_path / "v", [v], target_id=9, depth_scale=0.0001)
+    vs = read_views_dir(tmp_path / "v", target_id=3)
+    assert vs.target_id == 3
+    np.testing.assert_allclose(vs.views[0].depth_m[10, 15], 0.5, atol=1e-4)
+
+
+def test_nan_and_negative_depth_mean_no_measurement():
+    v = _view()
+    d = v.depth_m.copy()
+    d[0, 0], d[0, 1], d[0, 2] = np.nan, -1, np.inf
+    v2 = View(v.color, d, v.K, v.labels)
+    assert v2.depth_m[0, :3].tolist() == [0, 0, 0]
+
+
+def test_occluder_in_front_is_found_and_behind_is_not():
+    v = _view()
+    v.labels[5:15, 20:25] = 4  # touching, nearer
+    v.depth_m[5:15, 20:25] = 0.3
+    v.labels[5:15, 5:10] = 5  # touching, farther
+    v.depth_m[5:15, 5:10] = 0.9
+    m = target_masks(v, 3)
+    assert m.occluder_ids == [4]
+    assert m.occluder[10, 22] and not m.occluder[10, 7]
+    assert 0 < m.visibility_ratio < 1
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("no_scene", "scene.json"),
+    ("no_ref", "reference view 000"),
+    ("no_color", "color.png"),
+    ("bad_json", "not valid JSON"),
+    ("size", "camera.json says"),
+    ("target", "appears in no view"),
+    ("depth_8bit", "16-bit"),
+    ("pose", "T_world_camera"),
+])
+def test_malformed_directories(tmp_path, breakage, message):
+    root = write_views_dir(tmp_path / "v", [_view(), _view()], target_id=3)
+    if breakage == "no_scene":
+        (root / "scene.json").unlink()
+    elif breakage == "no_ref":
+        shutil.move(root / "000", root / "005")
+    elif breakage == "no_color":
+        (root / "001" / "color.png").unlink()
+    elif breakage == "bad_json":
+        (root / "001" / "camera.json").write_text("{not json")
+    elif breakage == "size":
+        cam = json.loads((root / "001" / "camera.json").read_text())
+        cam["width"] = 31
+        (root / "001" / "camera.json").write_text(json.dumps(cam))
+    elif breakage == "target":
+        (root / "scene.json").write_text(json.dumps({"target_id": 77}))
+    elif breakage == "depth_8bit":
+        cv2.imwrite(str(root / "000" / "depth.png"), np.zeros((20, 30), np.uint8))
+    elif breakage == "pose":
+        cam = json.loads((root / "000" / "camera.json").read_text())
+        cam["T_world_camera"] = [1, 2, 3]
+        (root / "000" / "camera.json").write_text(json.dumps(cam))
+    with pytest.raises(ViewsFormatError, match=message):
+        read_views_dir(root)
+
+
+def test_view_without_target_does_not_break(tmp_path):
+    a, b = _view(), _view()
+    b.labels[:] = 0
+    root = write_views_dir(tmp_path / "v", [a, b], target_id=3)
+    assert len(read_views_dir(root).views) == 2
+
+
+def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
+    root = write_views_dir(tmp_path / "v", [_view()], target_id=3)
+    (root / "000" / "labels.png").unlink()
+    r = subprocess.run([sys.executable, "-m", "amodalgen3d_ros.cli", "reconstruct", str(root), "-o",
+                        str(tmp_path / "o.ply")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "labels.png" in r.stderr
