@@ -65,6 +65,19 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return 0 if not rep["summary"]["failures"] or a.allow_failures else 3
 
 
+def cmd_train(a: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .train import TrainConfig, train
+
+    cfg = replace(TrainConfig(), data=a.data, out=a.out or f"runs/{a.mode}", mode=a.mode, scenes=a.scenes,
+                  steps=a.steps, batch=a.batch, seed=a.seed, threads=a.threads, view_fusion=a.view_fusion,
+                  use_vwca=not a.no_vwca, use_scca=not a.no_scca, use_gate=not a.no_gate)
+    weights = train(cfg)
+    print(json.dumps({"weights": str(weights)}))
+    return 0
+
+
 class _UsageError(Exception):
     pass
 
@@ -107,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="bench_out")
     b.add_argument("--allow-failures", action="store_true")
     b.set_defaults(fn=cmd_bench)
+    t = sub.add_parser("train", help="train the generator (flow) or the deterministic reference (regress)")
+    t.add_argument("--data", default="data/train")
+    t.add_argument("--out", default=None)
+    t.add_argument("--mode", choices=["flow", "regress"], default="flow")
+    t.add_argument("--scenes", type=int, default=3000)
+    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--view-fusion", choices=["visibility", "mean"], default="visibility")
+    t.add_argument("--no-vwca", action="store_true", help="ablation: without View-Wise Cross Attention")
+    t.add_argument("--no-scca", action="store_true", help="ablation: without Stereo-Conditioned Cross Attention")
+    t.add_argument("--no-gate", action="store_true", help="ablation: SCCA without its gate")
+    t.set_defaults(fn=cmd_train)
     return p
 
 

@@ -66,7 +66,7 @@ def available_methods() -> dict[str, MethodFn]:
     return methods
 
 
-DEFAULT_METHOD = "support_hull"
+DEFAULT_METHOD = "auto"
 
 
 def colorize(mesh: trimesh.Trimesh, obs: Observation, conf: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -79,14 +79,23 @@ def colorize(mesh: trimesh.Trimesh, obs: Observation, conf: np.ndarray | None) -
     return np.clip(conf, 0, 1).astype(np.float32), colors
 
 
-def reconstruct(views: list[View], target_id: int, method: str = DEFAULT_METHOD, seed: int = 0,
-                poses: ViewPoses | None = None) -> Reconstruction:
+def resolve_method(name: str) -> tuple[str, MethodFn]:
+    """A method by name; "auto" is the learned generator when its weights ship, else support_hull."""
     methods = available_methods()
-    if method not in methods:
-        raise ViewsFormatError(f"unknown method '{method}' (choose from {', '.join(sorted(methods))})")
+    if name == "auto":
+        name = "amodalgen3d" if "amodalgen3d" in methods else "support_hull"
+    if name not in methods:
+        raise ViewsFormatError(f"unknown method '{name}' (choose from auto, {', '.join(sorted(methods))})")
+    return name, methods[name]
+
+
+def reconstruct(views: list[View], target_id: int, method: str | tuple[str, MethodFn] = DEFAULT_METHOD,
+                seed: int = 0, poses: ViewPoses | None = None) -> Reconstruction:
+    """``method``: a name, or (name, callable) for a method configured by the caller (the node)."""
+    name, fn = resolve_method(method) if isinstance(method, str) else method
     t0 = time.perf_counter()
     obs = observe(views, target_id, seed=seed, poses=poses)
-    out = methods[method](obs)
+    out = fn(obs)
     mesh, conf = out if isinstance(out, tuple) else (out, None)
     conf, colors = colorize(mesh, obs, conf)
     mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.c_[colors, np.full(len(colors), 255, np.uint8)])
@@ -96,7 +105,7 @@ def reconstruct(views: list[View], target_id: int, method: str = DEFAULT_METHOD,
             regs.append({"view": i, "pose": "given"})
         else:
             regs.append({"view": i, "registered": r.ok, "fitness": round(r.fitness, 3), "reason": r.reason})
-    return Reconstruction(mesh, obs.frame, target_id, method, len(obs.used_views()),
+    return Reconstruction(mesh, obs.frame, target_id, name, len(obs.used_views()),
                           obs.fused.visible_fraction, time.perf_counter() - t0, conf, colors, regs)
 
 

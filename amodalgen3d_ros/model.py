@@ -1,0 +1,478 @@
+"""AmodalGen3D, adapted to metric robot data on a CPU: the whole model in one file.
+
+Sections, in order: embedders, attention modules (View-Wise Cross Attention, Stereo-Conditioned
+Cross Attention), block, model, initialisation, flow-matching sampler, the deterministic
+reference, loading shipped weights, and the reconstruction methods built on them.
+
+Shapes: B batch, V views, T = (R/P)^3 3D tokens, N image tokens per view, D width.
+The generator works on occupancy in [-1, 1] over a 32^3 grid in the object cube (features.py),
+patchified into 4^3 patches (512 tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .features import GEO_CHANNELS, IMG_CHANNELS, FeatureConfig, ModelInputs
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    res: int = 32  # occupancy grid side
+    patch: int = 4  # 3D patch side: (32/4)^3 = 512 tokens
+    width: int = 128  # token width; 128 keeps a CPU forward near 30 ms
+    depth: int = 4  # blocks
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    crop: int = 32  # view crop side (features.FeatureConfig.crop)
+    max_views: int = 4
+    geo_channels: int = len(GEO_CHANNELS)
+    img_channels: int = len(IMG_CHANNELS)
+    mode: str = "flow"  # "flow": generator; "regress": the deterministic reference (one step, BCE)
+    view_fusion: str = "visibility"  # "visibility" (paper), "mean" (ablation)
+    use_vwca: bool = True  # View-Wise Cross Attention
+    use_scca: bool = True  # Stereo-Conditioned Cross Attention
+    use_gate: bool = True  # the per-key gate of SCCA
+    cond_dropout: float = 0.1  # for classifier-free guidance
+
+    @property
+    def tokens(self) -> int:
+        return (self.res // self.patch) ** 3
+
+
+# --------------------------------------------------------------------------------------------
+# Embedders
+# --------------------------------------------------------------------------------------------
+
+def sincos_3d(grid: int, dim: int) -> torch.Tensor:
+    """(grid^3, dim) fixed 3D sine-cosine position embedding (dim split over the 3 axes)."""
+    d = dim // 6 * 2
+    omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d // 2))
+    coords = torch.stack(torch.meshgrid(*[torch.arange(grid, dtype=torch.float64)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    parts = []
+    for a in range(3):
+        out = coords[:, a : a + 1] * omega[None]
+        parts += [torch.sin(out), torch.cos(out)]
+    emb = torch.cat(parts, 1)
+    return F.pad(emb, (0, dim - emb.shape[1])).float()
+
+
+class TimestepEmbedder(nn.Module):
+    """Scalar t in [0, 1] -> (B, D), as in DiT."""
+
+    def __init__(self, width: int, freq_dim: int = 128):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half)
+        args = (t[:, None].float() * 1000) * freqs[None]
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], -1))
+
+
+class ImageEncoder(nn.Module):
+    """View crop (B*V, C_img, 32, 32) -> image tokens (B*V, 16, D). The crop carries each pixel's
+    ray (direction and moment in the cube frame), so tokens know where they look in the cube.
+    16 tokens a view keep View-Wise Cross Attention cheap on a CPU."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = cfg.width
+        self.net = nn.Sequential(
+            nn.Conv2d(cfg.img_channels, w // 2, 3, padding=1), nn.GELU(),
+            nn.Conv2d(w // 2, w // 2, 4, stride=2, padding=1), nn.GELU(),  # 16x16
+            nn.Conv2d(w // 2, w, 4, stride=2, padding=1), nn.GELU(),  # 8x8
+            nn.Conv2d(w, w, 4, stride=2, padding=1), nn.GELU(),  # 4x4
+            nn.Conv2d(w, w, 1))
+        self.pos = nn.Parameter(torch.zeros(1, (cfg.crop // 8) ** 2, w))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(2).transpose(1, 2) + self.pos  # (B*V, N, D)
+
+
+# --------------------------------------------------------------------------------------------
+# Attention
+# --------------------------------------------------------------------------------------------
+
+class CrossAttention(nn.Module):
+    """Multi-head cross attention with an optional additive bias on the logits per key."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, D) queries; c (B, N, D) keys/values; bias (B, H, 1, N) added to logits."""
+        B, T, D = x.shape
+        H = self.heads
+        q = self.q(x).view(B, T, H, D // H).transpose(1, 2)
+        k, v = self.kv(c).view(B, c.shape[1], 2, H, D // H).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, T, D/H)
+        return self.proj(out.transpose(1, 2).reshape(B, T, D))
+
+
+class ViewWiseCrossAttention(nn.Module):
+    """The 3D tokens attend to each view's image tokens separately; the per-view results are
+    fused with weights w_n proportional to the view's visibility ratio tau_n (paper, Sec. 3).
+    Views are batched (B*V), never looped over, so the graph exports as standard ops."""
+
+    def __init__(self, width: int, heads: int, fusion: str = "visibility"):
+        super().__init__()
+        self.attn = CrossAttention(width, heads)
+        self.fusion = fusion
+
+    def forward(self, x: torch.Tensor, img: torch.Tensor, tau: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """x (B, T, D); img (B, V, N, D); tau (B, V); valid (B, V) bool -> (B, T, D)."""
+        B, T, D = x.shape
+        V = img.shape[1]
+        xv = x[:, None].expand(B, V, T, D).reshape(B * V, T, D)
+        o = self.attn(xv, img.reshape(B * V, -1, D)).view(B, V, T, D)
+        w = (tau.clamp_min(0.02) if self.fusion == "visibility" else torch.ones_like(tau)) * valid.float()
+        w = w / w.sum(1, keepdim=True).clamp_min(1e-6)
+        return (o * w[:, :, None, None]).sum(1)
+
+
+class StereoConditionedCrossAttention(nn.Module):
+    """The 3D tokens attend to tokens of the observed partial geometry (8^3-voxel patches of the
+    cube, positions shared with the 3D tokens' embedding); each key is gated by
+    g = sigmoid(MLP(c_geo)), added as log g to the attention logits, so unreliable geometry
+    (noise, holes, misregistration) can be ignored per token."""
+
+    def __init__(self, width: int, heads: int, use_gate: bool = True):
+        super().__init__()
+        self.attn = CrossAttention(width, heads)
+        self.use_gate = use_gate
+        self.gate = nn.Sequential(nn.Linear(width, width // 2), nn.SiLU(), nn.Linear(width // 2, heads))
+
+    def forward(self, x: torch.Tensor, geo: torch.Tensor) -> torch.Tensor:
+        bias = None
+        if self.use_gate:
+            log_g = F.logsigmoid(self.gate(geo))  # (B, N, H)
+            bias = log_g.permute(0, 2, 1)[:, :, None, :]  # (B, H, 1, N)
+        return self.attn(x, geo, bias)
+
+
+# --------------------------------------------------------------------------------------------
+# Block and model
+# --------------------------------------------------------------------------------------------
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class AmodalBlock(nn.Module):
+    """Self-attention, View-Wise Cross Attention, Stereo-Conditioned Cross Attention, MLP;
+    adaLN-Zero conditioning on the timestep, gates zeroed at init so blocks start as identity."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w, h = cfg.width, cfg.heads
+        self.cfg = cfg
+        self.norm1 = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
+        self.self_attn = nn.MultiheadAttention(w, h, batch_first=True)
+        self.norm_v = nn.LayerNorm(w, eps=1e-6)
+        self.vwca = ViewWiseCrossAttention(w, h, cfg.view_fusion)
+        self.norm_g = nn.LayerNorm(w, eps=1e-6)
+        self.scca = StereoConditionedCrossAttention(w, h, cfg.use_gate)
+        self.norm2 = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(w, int(w * cfg.mlp_ratio)), nn.GELU(approximate="tanh"),
+                                 nn.Linear(int(w * cfg.mlp_ratio), w))
+        self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(w, 6 * w))
+
+    def forward(self, x, c, img, tau, valid, geo):
+        shift_sa, scale_sa, gate_sa, shift_mlp, scale_mlp, gate_mlp = self.adaLN(c).chunk(6, dim=1)
+        h = modulate(self.norm1(x), shift_sa, scale_sa)
+        x = x + gate_sa[:, None] * self.self_attn(h, h, h, need_weights=False)[0]  # (B, T, D)
+        if self.cfg.use_vwca:
+            x = x + self.vwca(self.norm_v(x), img, tau, valid)
+        if self.cfg.use_scca:
+            x = x + self.scca(self.norm_g(x), geo)
+        x = x + gate_mlp[:, None] * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x
+
+
+class AmodalGen3D(nn.Module):
+    """Velocity (flow mode) or occupancy logits (regress mode) over the object cube.
+
+    forward(z, t, geo, views, tau, valid):
+      z (B, 1, R, R, R) noisy occupancy in [-1, 1] (zeros in regress mode); t (B,) in [0, 1];
+      geo (B, C_geo, R, R, R) partial geometry; views (B, V, C_img, crop, crop);
+      tau (B, V) visibility ratios; valid (B, V) bool -> (B, 1, R, R, R).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        w, p = cfg.width, cfg.patch
+        # the observed geometry also enters the token stream directly: it is aligned with it
+        self.x_embed = nn.Conv3d(1 + cfg.geo_channels, w, p, stride=p)
+        # SCCA keys: coarser geometry tokens (8^3 patches: 64 keys) keep the attention cheap
+        self.geo_embed = nn.Conv3d(cfg.geo_channels, w, 2 * p, stride=2 * p)
+        self.register_buffer("pos", sincos_3d(cfg.res // p, w)[None], persistent=False)
+        self.register_buffer("geo_pos", sincos_3d(cfg.res // (2 * p), w)[None], persistent=False)
+        self.t_embed = TimestepEmbedder(w)
+        self.img_enc = ImageEncoder(cfg)
+        self.null_img = nn.Parameter(torch.zeros(1, 1, 1, w))  # dropped-condition tokens (CFG)
+        self.null_geo = nn.Parameter(torch.zeros(1, 1, w))
+        self.blocks = nn.ModuleList([AmodalBlock(cfg) for _ in range(cfg.depth)])
+        self.final_norm = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
+        self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(w, 2 * w))
+        self.final = nn.Linear(w, p ** 3)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        def basic(m):
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        self.apply(basic)
+        for conv in (self.x_embed, self.geo_embed):  # patch embedders like linear layers (DiT)
+            nn.init.xavier_uniform_(conv.weight.view(conv.weight.shape[0], -1))
+            nn.init.zeros_(conv.bias)
+        nn.init.normal_(self.t_embed.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embed.mlp[2].weight, std=0.02)
+        for b in self.blocks:
+            # adaLN-Zero: residual gates start at zero, every block starts as identity
+            nn.init.zeros_(b.adaLN[-1].weight)
+            nn.init.zeros_(b.adaLN[-1].bias)
+            # cross-attention outputs start at zero too, so conditioning is learned in gradually
+            nn.init.zeros_(b.vwca.attn.proj.weight)
+            nn.init.zeros_(b.scca.attn.proj.weight)
+            # the gate starts open (sigmoid(4) ~ 0.98): all geometry is trusted until learned otherwise
+            nn.init.zeros_(b.scca.gate[-1].weight)
+            nn.init.constant_(b.scca.gate[-1].bias, 4.0)
+        nn.init.zeros_(self.final_ada[-1].weight)
+        nn.init.zeros_(self.final_ada[-1].bias)
+        nn.init.zeros_(self.final.weight)
+        nn.init.zeros_(self.final.bias)
+
+    def patchify_tokens(self, x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
+        return conv(x).flatten(2).transpose(1, 2)  # (B, T, D)
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, p^3) -> (B, 1, R, R, R)."""
+        B = x.shape[0]
+        g, p = self.cfg.res // self.cfg.patch, self.cfg.patch
+        x = x.view(B, g, g, g, p, p, p).permute(0, 1, 4, 2, 5, 3, 6)
+        return x.reshape(B, 1, g * p, g * p, g * p)
+
+    def encode_conditions(self, geo, views, drop_cond: torch.Tensor | None = None):
+        """Image tokens (B, V, N, D) and geometry tokens (B, T/8, D): computed once per object,
+        reused at every sampling step."""
+        B, V = views.shape[:2]
+        geo_tok = self.patchify_tokens(geo, self.geo_embed) + self.geo_pos  # (B, T/8, D)
+        img = self.img_enc(views.flatten(0, 1)).view(B, V, -1, self.cfg.width)  # (B, V, N, D)
+        if drop_cond is not None:  # classifier-free guidance: replace conditions by null tokens
+            d = drop_cond.float()
+            img = img * (1 - d)[:, None, None, None] + self.null_img * d[:, None, None, None]
+            geo_tok = geo_tok * (1 - d)[:, None, None] + self.null_geo * d[:, None, None]
+        return img, geo_tok
+
+    def forward(self, z, t, geo, views, tau, valid, drop_cond: torch.Tensor | None = None, cond=None):
+        img, geo_tok = cond if cond is not None else self.encode_conditions(geo, views, drop_cond)
+        x = self.patchify_tokens(torch.cat([z, geo], 1), self.x_embed) + self.pos  # (B, T, D)
+        c = self.t_embed(t)  # (B, D)
+        for blk in self.blocks:
+            x = blk(x, c, img, tau, valid, geo_tok)
+        shift, scale = self.final_ada(c).chunk(2, dim=1)
+        x = self.final(modulate(self.final_norm(x), shift, scale))  # (B, T, p^3)
+        return self.unpatchify(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Flow matching: z_t = (1 - t) z_0 + t eps, velocity target eps - z_0; sampling integrates t: 1 -> 0
+# --------------------------------------------------------------------------------------------
+
+def flow_matching_loss(model: AmodalGen3D, occ: torch.Tensor, geo, views, tau, valid) -> torch.Tensor:
+    """occ (B, 1, R, R, R) in {0, 1}."""
+    z0 = occ * 2 - 1
+    B = z0.shape[0]
+    # logit-normal t: more training signal at mid noise levels, where the shape is decided
+    t = torch.sigmoid(torch.randn(B))
+    eps = torch.randn_like(z0)
+    zt = (1 - t)[:, None, None, None, None] * z0 + t[:, None, None, None, None] * eps
+    drop = torch.rand(B) < model.cfg.cond_dropout
+    v = model(zt, t, geo, views, tau, valid, drop_cond=drop)
+    return F.mse_loss(v, eps - z0)
+
+
+def regression_loss(model: AmodalGen3D, occ, geo, views, tau, valid) -> torch.Tensor:
+    B = occ.shape[0]
+    logits = model(torch.zeros_like(occ), torch.zeros(B), geo, views, tau, valid)
+    return F.binary_cross_entropy_with_logits(logits, occ)
+
+
+@torch.no_grad()
+def sample(model: AmodalGen3D, geo, views, tau, valid, steps: int = 8, samples: int = 4, seed: int = 0,
+           guidance: float = 1.0) -> torch.Tensor:
+    """K samples for one object (batch 1 inputs) -> (K, R, R, R) occupancy in [-1, 1].
+
+    Euler steps from t = 1 (noise) to t = 0 (data); guidance > 1 applies classifier-free guidance.
+    """
+    K = samples
+    R = model.cfg.res
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(K, 1, R, R, R, generator=g)
+    geo_k, views_k, tau_k, valid_k = (a.expand(K, *a.shape[1:]) for a in (geo, views, tau, valid))
+    cond = model.encode_conditions(geo_k, views_k)
+    cond_null = model.encode_conditions(geo_k, views_k, torch.ones(K, dtype=torch.bool)) if guidance != 1.0 else None
+    ts = torch.linspace(1, 0, steps + 1)
+    for i in range(steps):
+        t = ts[i].expand(K)
+        v = model(z, t, geo_k, views_k, tau_k, valid_k, cond=cond)
+        if cond_null is not None:
+            v_u = model(z, t, geo_k, views_k, tau_k, valid_k, cond=cond_null)
+            v = v_u + guidance * (v - v_u)
+        z = z + (ts[i + 1] - ts[i]) * v
+    return z[:, 0]
+
+
+# --------------------------------------------------------------------------------------------
+# Weights: safetensors plus a JSON card of the config; never pickle
+# --------------------------------------------------------------------------------------------
+
+def save_weights(model: AmodalGen3D, path: str | Path, meta: dict | None = None) -> None:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(path), metadata={"config": json.dumps(asdict(model.cfg)), "meta": json.dumps(meta or {})})
+
+
+class WeightsError(RuntimeError):
+    """Missing or corrupt weights: one clear line."""
+
+
+def load_weights(path: str | Path) -> AmodalGen3D:
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            cfg = ModelConfig(**json.loads(meta["config"]))
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, KeyError, json.JSONDecodeError, TypeError, OSError) as e:
+        raise WeightsError(f"corrupt weights {path}: {e}") from None
+    model = AmodalGen3D(cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise WeightsError(f"weights {path} do not fit the model (missing {len(missing)}, unexpected {len(unexpected)})")
+    return model.eval()
+
+
+def to_batch(mi: ModelInputs) -> tuple[torch.Tensor, ...]:
+    """ModelInputs -> (geo, views, tau, valid) tensors with batch 1."""
+    return (torch.from_numpy(mi.geo)[None], torch.from_numpy(mi.views)[None],
+            torch.from_numpy(mi.tau)[None], torch.from_numpy(mi.view_valid)[None])
+
+
+# --------------------------------------------------------------------------------------------
+# Reconstruction methods built on the networks
+# --------------------------------------------------------------------------------------------
+
+DEFAULT_WEIGHTS = {"amodalgen3d": WEIGHTS_DIR / "amodalgen3d_flow.safetensors",
+                   "amodal_regressor": WEIGHTS_DIR / "amodal_regressor.safetensors"}
+
+
+class LearnedMethod:
+    """Observation -> (closed mesh in the output frame, per-vertex confidence).
+
+    The network predicts occupancy over the 32^3 cube; the result then agrees with what was seen,
+    on a finer grid: space the depth rays saw as empty is cleared, the observed surface band comes
+    from the views' TSDF, and nothing lies under the support plane.
+    """
+
+    def __init__(self, weights: str | Path, steps: int = 8, samples: int = 4, seed: int = 0,
+                 guidance: float = 1.0, fine_res: int = 64, threads: int | None = None):
+        self.model = load_weights(weights)
+        self.steps, self.samples, self.seed, self.guidance = steps, samples, seed, guidance
+        self.fine_res = fine_res
+        self.threads = threads
+        self.fcfg = FeatureConfig(res=self.model.cfg.res, crop=self.model.cfg.crop, max_views=self.model.cfg.max_views)
+
+    def occupancy(self, mi: ModelInputs) -> tuple[np.ndarray, np.ndarray]:
+        """Mean occupancy probability and its spread over samples, both (R, R, R) float32."""
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        geo, views, tau, valid = to_batch(mi)
+        with torch.inference_mode():
+            if self.model.cfg.mode == "flow":
+                z = sample(self.model, geo, views, tau, valid, self.steps, self.samples, self.seed, self.guidance)
+                occ = (z > 0).float()
+                return occ.mean(0).numpy(), occ.std(0, unbiased=False).numpy()
+            p = torch.sigmoid(self.model(torch.zeros(1, 1, *geo.shape[2:]), torch.zeros(1), geo, views, tau, valid))[0, 0]
+            return p.numpy(), np.zeros_like(p.numpy())
+
+    def __call__(self, obs):
+        from scipy import ndimage
+
+        from .features import in_frame, model_inputs
+        from .geometry import transform
+        from .observation import ray_evidence
+        from .surface import mesh_from_field
+
+        mi = model_inputs(obs, self.fcfg)
+        prob, spread = self.occupancy(mi)
+        R, Rf = prob.shape[0], self.fine_res
+        # coarse -> fine by trilinear interpolation of the probability (voxel centres aligned)
+        f = Rf / R
+        fine = ndimage.zoom(prob, f, order=1, mode="nearest", grid_mode=True)
+        grid = mi.grid(Rf)
+        ev = ray_evidence(in_frame(obs, mi.T_out_cube), grid, trunc_m=2 * grid.voxel_m)
+        field = fine.copy()
+        band = ~np.isnan(ev.tsdf)
+        field[band] = 0.5 - 0.5 * ev.tsdf[band]  # seen surface: the measurement wins
+        field[(ev.free > 0) & ~band] = 0.0  # seen empty
+        field[ev.below_plane] = 0.0
+        try:
+            mesh = mesh_from_field(field, grid, 0.5, smooth_iters=5)
+        except ValueError:  # the network saw nothing: fall back to the observation alone
+            mesh = mesh_from_field(np.where(band, field, 0.0), grid, 0.5)
+        spread_fine = ndimage.zoom(spread, f, order=1, mode="nearest", grid_mode=True)
+        ijk, ok = grid.index_of(mesh.vertices)
+        ijk = np.clip(ijk, 0, Rf - 1)
+        conf = 1.0 - 2.0 * spread_fine[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
+        conf = np.where(band[ijk[:, 0], ijk[:, 1], ijk[:, 2]], 1.0, conf)  # measured surface
+        mesh.vertices = transform(mi.T_out_cube, mesh.vertices)
+        return mesh, np.clip(conf, 0, 1).astype(np.float32)
+
+
+_CACHE: dict[str, LearnedMethod] = {}
+
+
+def learned_method(name: str, weights: str | Path | None = None, **kw) -> LearnedMethod:
+    """A learned method, loaded once per (name, weights, options)."""
+    path = Path(weights) if weights else DEFAULT_WEIGHTS[name]
+    key = json.dumps([name, str(path), sorted(kw.items())])
+    if key not in _CACHE:
+        _CACHE[key] = LearnedMethod(path, **kw)
+    return _CACHE[key]
+
+
+def learned_methods() -> dict:
+    """The learned methods whose shipped weights exist, loaded on first use."""
+    out = {}
+    for name, path in DEFAULT_WEIGHTS.items():
+        if path.is_file():
+            out[name] = lambda obs, _n=name: learned_method(_n)(obs)
+    return out

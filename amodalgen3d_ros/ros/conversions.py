@@ -1,0 +1,247 @@
+"""Message <-> array conversions, in one tested module (the node only calls these).
+
+Input checks raise ConversionError with a short cause (used as the counter and log key).
+Pixel layout and depth units live here, not in callbacks: colour rgb8/bgr8/mono8 -> (H, W, 3)
+uint8 RGB; depth 16UC1 (mm) / 32FC1 (m) -> (H, W) float32 m, 0 = none; labels mono8/mono16/32SC1
+-> (H, W) int64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_PIXELS = 4096 * 4096  # larger images are refused, not allocated
+
+
+class ConversionError(ValueError):
+    def __init__(self, cause: str, detail: str = ""):
+        super().__init__(f"{cause}: {detail}" if detail else cause)
+        self.cause = cause
+
+
+_ENCODINGS = {  # encoding -> (numpy dtype, channels)
+    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1),
+    "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4), "mono16": (np.uint16, 1), "16UC1": (np.uint16, 1),
+    "32FC1": (np.float32, 1), "32SC1": (np.int32, 1),
+}
+
+
+def image_to_array(msg, allowed: tuple[str, ...]) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W) or (H, W, C) array, honouring step and endianness."""
+    enc = msg.encoding
+    if enc not in allowed or enc not in _ENCODINGS:
+        raise ConversionError("bad_encoding", f"'{enc}' (expected one of {', '.join(allowed)})")
+    h, w = int(msg.height), int(msg.width)
+    if h <= 0 or w <= 0:
+        raise ConversionError("empty_image", f"{w}x{h}")
+    if h * w > MAX_PIXELS:
+        raise ConversionError("image_too_large", f"{w}x{h}")
+    dtype, ch = _ENCODINGS[enc]
+    itemsize = np.dtype(dtype).itemsize
+    row = w * ch * itemsize
+    step = int(msg.step)
+    buf = msg.data if isinstance(msg.data, (bytes, bytearray, memoryview)) else bytes(msg.data)
+    if step < row or len(buf) < step * (h - 1) + row:
+        raise ConversionError("size_mismatch", f"{len(buf)} bytes for {w}x{h} {enc} with step {step}")
+    raw = np.frombuffer(buf, np.uint8, count=step * (h - 1) + row)
+    if step * h > len(raw):  # the last row need not be padded
+        raw = np.concatenate([raw, np.zeros(step * h - len(raw), np.uint8)])
+    rows = raw.reshape(h, step)[:, :row]
+    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    arr = np.ascontiguousarray(rows).view(dt).reshape(h, w, ch) if ch > 1 else np.ascontiguousarray(rows).view(dt).reshape(h, w)
+    return arr.astype(dtype, copy=False)
+
+
+def color_from_msg(msg) -> np.ndarray:
+    a = image_to_array(msg, ("rgb8", "bgr8", "mono8", "rgba8", "bgra8"))
+    if msg.encoding == "mono8":
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if msg.encoding in ("bgr8", "bgra8"):
+        return np.ascontiguousarray(a[:, :, 2::-1])
+    return np.ascontiguousarray(a[:, :, :3])
+
+
+def depth_from_msg(msg) -> np.ndarray:
+    a = image_to_array(msg, ("16UC1", "mono16", "32FC1"))
+    if a.dtype == np.uint16:
+        d = a.astype(np.float32) * 0.001
+    else:
+        d = a.astype(np.float32)
+    return np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32)
+
+
+def labels_from_msg(msg) -> np.ndarray:
+    a = image_to_array(msg, ("mono8", "8UC1", "mono16", "16UC1", "32SC1"))
+    lab = a.astype(np.int64)
+    if (lab < 0).any():
+        raise ConversionError("negative_label")
+    return lab
+
+
+def intrinsics_from_msg(msg) -> np.ndarray:
+    K = np.asarray(msg.k, np.float64).reshape(3, 3)
+    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ConversionError("bad_intrinsics", "fx and fy must be > 0")
+    return K
+
+
+def stamp_to_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int, stamp_cls):
+    return stamp_cls(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------------
+
+def pack_rgb(colors: np.ndarray) -> np.ndarray:
+    """(N, 3) uint8 -> (N,) float32 holding 0x00RRGGBB, the PCL/RViz convention."""
+    c = colors.astype(np.uint32)
+    return ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).view(np.float32)
+
+
+def point_cloud(header, points: np.ndarray, colors: np.ndarray, confidence: np.ndarray,
+                track_ids: np.ndarray | None = None):
+    """sensor_msgs/PointCloud2 with x, y, z, rgb, confidence (float32) [, track_id (uint32)]."""
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    names = ["x", "y", "z", "rgb", "confidence"]
+    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate(names)]
+    cols = [points[:, 0], points[:, 1], points[:, 2], pack_rgb(colors), confidence]
+    dtype = [(n, "<f4") for n in names]
+    if track_ids is not None:
+        fields.append(PointField(name="track_id", offset=20, datatype=PointField.UINT32, count=1))
+        dtype.append(("track_id", "<u4"))
+        cols.append(track_ids)
+    rec = np.zeros(len(points), dtype=dtype)
+    for (n, _), c in zip(dtype, cols):
+        rec[n] = c
+    msg = PointCloud2(header=header, height=1, width=len(points), fields=fields, is_bigendian=False,
+                      point_step=rec.dtype.itemsize, row_step=rec.dtype.itemsize * len(points), is_dense=True)
+    msg.data = rec.tobytes()
+    return msg
+
+
+def cloud_to_array(msg) -> np.ndarray:
+    """PointCloud2 written by point_cloud() -> structured array (for tests and replay)."""
+    dt = [(f.name, "<f4" if f.datatype == 7 else "<u4") for f in msg.fields]
+    return np.frombuffer(bytes(msg.data), dtype=np.dtype(dt))
+
+
+def reconstructed_object(rec, header, max_points: int = 4096):
+    """core Reconstruction -> amodalgen3d_ros/ReconstructedObject (mesh relative to its pose)."""
+    from geometry_msgs.msg import Point, Pose
+    from shape_msgs.msg import Mesh, MeshTriangle
+
+    from amodalgen3d_ros.msg import ReconstructedObject
+
+    v = np.asarray(rec.mesh.vertices, np.float64)
+    center = v.mean(0)
+    local = v - center
+    mesh = Mesh()
+    mesh.vertices = [Point(x=float(a), y=float(b), z=float(c)) for a, b, c in local]
+    mesh.triangles = [MeshTriangle(vertex_indices=[int(i), int(j), int(k)]) for i, j, k in np.asarray(rec.mesh.faces)]
+    pose = Pose()
+    pose.position.x, pose.position.y, pose.position.z = (float(x) for x in center)
+    pose.orientation.w = 1.0
+    idx = np.arange(len(v))
+    if len(idx) > max_points:
+        idx = np.random.default_rng(0).choice(len(v), max_points, replace=False)
+    msg = ReconstructedObject()
+    msg.header = header
+    msg.id = f"track_{rec.track_id}"
+    msg.track_id = int(rec.track_id)
+    msg.pose = pose
+    msg.mesh = mesh
+    msg.points = point_cloud(header, local[idx], rec.vertex_colors[idx], rec.vertex_confidence[idx])
+    msg.vertex_confidence = rec.vertex_confidence.astype(np.float32).tolist()
+    msg.n_views_used = int(rec.n_views_used)
+    msg.visible_fraction = float(rec.visible_fraction)
+    msg.inference_seconds = float(rec.seconds)
+    msg.method = rec.method
+    return msg
+
+
+def mesh_from_msg(obj) -> tuple[np.ndarray, np.ndarray]:
+    """ReconstructedObject -> vertices (V, 3) in the header frame, faces (F, 3)."""
+    p = obj.pose.position
+    v = np.array([[q.x, q.y, q.z] for q in obj.mesh.vertices]) + [p.x, p.y, p.z]
+    f = np.array([list(t.vertex_indices) for t in obj.mesh.triangles], np.int64)
+    return v, f
+
+
+def track_color(track_id: int) -> tuple[float, float, float]:
+    rng = np.random.default_rng(track_id)
+    c = rng.uniform(0.3, 1.0, 3)
+    return float(c[0]), float(c[1]), float(c[2])
+
+
+def marker(obj, ns: str = "amodalgen3d"):
+    """A TRIANGLE_LIST marker of one object, coloured per track."""
+    from geometry_msgs.msg import Point
+    from visualization_msgs.msg import Marker
+
+    m = Marker()
+    m.header = obj.header
+    m.ns = ns
+    m.id = int(obj.track_id)
+    m.type = Marker.TRIANGLE_LIST
+    m.action = Marker.ADD
+    m.pose = obj.pose
+    m.scale.x = m.scale.y = m.scale.z = 1.0
+    r, g, b = track_color(obj.track_id)
+    m.color.r, m.color.g, m.color.b, m.color.a = r, g, b, 0.8
+    verts = obj.mesh.vertices
+    m.points = [Point(x=verts[i].x, y=verts[i].y, z=verts[i].z) for t in obj.mesh.triangles for i in t.vertex_indices]
+    return m
+
+
+def delete_marker(header, track_id: int, ns: str = "amodalgen3d"):
+    from visualization_msgs.msg import Marker
+
+    m = Marker()
+    m.header = header
+    m.ns = ns
+    m.id = int(track_id)
+    m.action = Marker.DELETE
+    return m
+
+
+# --------------------------------------------------------------------------------------------
+# Views -> input messages (the demo bag, replay tests and the two-process test publish these)
+# --------------------------------------------------------------------------------------------
+
+def view_to_msgs(view, stamp_ns: int, frame_id: str = "camera_color_optical_frame"):
+    """A View -> (colour rgb8, depth 16UC1 mm, CameraInfo, labels mono16) with one stamp."""
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import CameraInfo, Image
+
+    header = Header_(ns_to_stamp(stamp_ns, Time), frame_id)
+    h, w = view.labels.shape
+
+    def image(enc: str, arr: np.ndarray) -> Image:
+        m = Image(header=header, height=h, width=w, encoding=enc, is_bigendian=0,
+                  step=int(arr.strides[0]))
+        m.data = np.ascontiguousarray(arr).tobytes()
+        return m
+
+    color = image("rgb8", np.ascontiguousarray(view.color))
+    depth_mm = np.clip(np.round(view.depth_m * 1000), 0, 65535).astype(np.uint16) if view.depth_m is not None else None
+    depth = image("16UC1", depth_mm) if depth_mm is not None else None
+    labels = image("mono16", view.labels.astype(np.uint16))
+    info = CameraInfo(header=header, height=h, width=w, distortion_model="plumb_bob")
+    info.k = [float(x) for x in view.K.reshape(-1)]
+    info.d = [0.0] * 5
+    info.r = [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
+    info.p = [float(view.K[0, 0]), 0.0, float(view.K[0, 2]), 0.0, 0.0, float(view.K[1, 1]), float(view.K[1, 2]), 0.0,
+              0.0, 0.0, 1.0, 0.0]
+    return color, depth, info, labels
+
+
+def Header_(stamp, frame_id: str):
+    from std_msgs.msg import Header
+
+    return Header(stamp=stamp, frame_id=frame_id)

@@ -1,0 +1,362 @@
+"""amodalgen3d_node: tracked objects' sparse views in, completed closed meshes out.
+
+Callbacks only convert and hand over; synchronization is done once (sync.py); views are kept per
+track (tracks.py); reconstruction runs on a worker thread through the core's one path
+(reconstruct.py); conversions live in conversions.py.
+
+    python -m amodalgen3d_ros.ros.node --ros-args --params-file config/amodalgen3d.yaml
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from amodalgen3d_ros.msg import ReconstructedObjectArray
+
+from ..reconstruct import reconstruct, resolve_method, save
+from ..tracks import BufferConfig, ViewBuffer
+from ..views import View
+from . import conversions as conv
+from .params import PARAMS, NodeConfig, ParamError, validate
+from .sync import StampSynchronizer
+
+
+def _descriptor(p) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=p.description + (f" ({', '.join(p.choices)})" if p.choices else ""))
+    if p.min is not None and isinstance(p.default, int) and not isinstance(p.default, bool):
+        d.integer_range = [IntegerRange(from_value=int(p.min), to_value=int(min(p.max, 2**31 - 1)), step=0)]
+    elif p.min is not None and isinstance(p.default, float):
+        d.floating_point_range = [FloatingPointRange(from_value=float(p.min), to_value=float(p.max), step=0.0)]
+    return d
+
+
+class AmodalGen3DNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("amodalgen3d_node", **kwargs)
+        for p in PARAMS:  # parameters declared in one place (params.py)
+            self.declare_parameter(p.name, p.default, _descriptor(p))
+        self.cfg: NodeConfig = validate({p.name: self.get_parameter(p.name).value for p in PARAMS})
+        if self.cfg.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.cfg.torch_threads)
+        self.method = self._load_method()
+        self.buffer = ViewBuffer(BufferConfig(self.cfg.max_views, self.cfg.max_tracks, self.cfg.min_visible_px,
+                                              self.cfg.min_novelty, self.cfg.track_timeout_s))
+        self.target_ids = None if self.cfg.track_ids in ([], [0]) else [int(t) for t in self.cfg.track_ids]
+        self.has_depth = bool(self.cfg.depth_topic)
+        names = ["color", "camera_info", "labels"] + (["depth"] if self.has_depth else [])
+        self.sync = StampSynchronizer(len(names), self.cfg.sync_queue_size,
+                                      int(self.cfg.sync_slop_s * 1e9) if self.cfg.sync_mode == "approximate" else 0)
+        self.rejected: dict[str, int] = defaultdict(int)
+        self.stats = defaultdict(float)
+        self.rate_count: dict[str, int] = defaultdict(int)
+        self.rates: dict[str, float] = {}
+        self.results: dict[int, object] = {}  # track id -> ReconstructedObject
+        self.failed: dict[int, str] = {}
+        self.last_run_wall: dict[int, float] = {}
+        self.frame_wall: dict[int, float] = {}  # track id -> wall time its newest view arrived
+        self.expired: list = []
+        self.force_all = False
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self.tf = self._make_tf()
+
+        qos_in = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.cfg.input_depth,
+                            reliability=ReliabilityPolicy.RELIABLE if self.cfg.input_reliability == "reliable"
+                            else ReliabilityPolicy.BEST_EFFORT)
+        group = MutuallyExclusiveCallbackGroup()  # inputs in order, one at a time
+        topics = {"color": (Image, self.cfg.color_topic), "camera_info": (CameraInfo, self.cfg.camera_info_topic),
+                  "labels": (Image, self.cfg.labels_topic), "depth": (Image, self.cfg.depth_topic)}
+        self.subs = [self.create_subscription(topics[n][0], topics[n][1], self._input_cb(i, n), qos_in,
+                                              callback_group=group) for i, n in enumerate(names)]
+        self.input_names = names
+        qos_out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_objects = self.create_publisher(ReconstructedObjectArray, "~/objects", qos_out)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", qos_out)
+        self.pub_points = self.create_publisher(PointCloud2, "~/points", qos_out)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.srv = self.create_service(Trigger, "~/reconstruct", self._on_trigger)
+        self.create_timer(self.cfg.diagnostics_period_s, self._diagnostics)
+        self.create_timer(0.25, self._expire)
+        self.worker = threading.Thread(target=self._work, name="amodalgen3d_worker", daemon=True)
+        self.worker.start()
+        self.get_logger().info(
+            f"ready: method {self.method[0]}, inputs {', '.join(topics[n][1] for n in names)}, "
+            f"sync {self.cfg.sync_mode}, {'world frame ' + self.cfg.world_frame if self.tf else 'unposed views'}")
+
+    # ---------------------------------------------------------------------------------------- set-up
+    def _load_method(self):
+        name = self.cfg.method
+        if name == "auto" or name in ("amodalgen3d", "amodal_regressor"):
+            from ..model import DEFAULT_WEIGHTS, learned_method
+
+            name = resolve_method(name)[0]
+            if name in DEFAULT_WEIGHTS:
+                fn = learned_method(name, self.cfg.weights_path or None, steps=self.cfg.sampling_steps,
+                                    samples=self.cfg.num_samples)
+                return name, fn
+        return resolve_method(name)
+
+    def _make_tf(self):
+        if not self.cfg.world_frame:
+            return None
+        try:
+            import tf2_ros
+        except ImportError:
+            self.get_logger().warning("world_frame is set but tf2_ros is not installed: estimating poses between views")
+            return None
+        buf = tf2_ros.Buffer()
+        self._tf_listener = tf2_ros.TransformListener(buf, self)
+        return buf
+
+    def _lookup_pose(self, frame_id: str, stamp) -> np.ndarray | None:
+        from scipy.spatial.transform import Rotation
+
+        try:
+            t = self.tf.lookup_transform(self.cfg.world_frame, frame_id, rclpy.time.Time.from_msg(stamp),
+                                         rclpy.duration.Duration(seconds=0.05))
+        except Exception as e:  # tf2 raises several exception types: all mean "no pose"
+            self._reject("tf_unavailable", str(e))
+            return None
+        q, p = t.transform.rotation, t.transform.translation
+        T = np.eye(4)
+        T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+        T[:3, 3] = [p.x, p.y, p.z]
+        return T
+
+    # ---------------------------------------------------------------------------------------- inputs
+    def _input_cb(self, index: int, name: str):
+        def cb(msg):
+            self.rate_count[name] += 1
+            for _, items in self.sync.add(index, conv.stamp_to_ns(msg.header.stamp), msg):
+                self._on_frame(dict(zip(self.input_names, items)))
+        return cb
+
+    def _reject(self, cause: str, detail: str = "") -> None:
+        self.rejected[cause] += 1
+        self.get_logger().warning(f"input rejected ({cause}) {detail}".strip(), throttle_duration_sec=5.0)
+
+    def _on_frame(self, m: dict) -> None:
+        """One matched frame: convert, hand to the view buffer, wake the worker."""
+        try:
+            color = conv.color_from_msg(m["color"])
+            labels = conv.labels_from_msg(m["labels"])
+            K = conv.intrinsics_from_msg(m["camera_info"])
+            depth = conv.depth_from_msg(m["depth"]) if self.has_depth else None
+            if labels.shape != color.shape[:2] or (depth is not None and depth.shape != labels.shape):
+                raise conv.ConversionError("size_mismatch", "colour, depth and labels differ in size")
+        except conv.ConversionError as e:
+            self._reject(e.cause, str(e))
+            return
+        T = None
+        if self.tf is not None:
+            T = self._lookup_pose(m["color"].header.frame_id, m["color"].header.stamp)
+            if T is None:
+                return
+        stamp = m["color"].header.stamp
+        view = View(color, depth, K, labels, T, stamp.sec + stamp.nanosec * 1e-9, frame_id=m["color"].header.frame_id)
+        now = time.monotonic()
+        changed = self.buffer.add_frame(view, now, self.target_ids)
+        for tid in changed:
+            self.frame_wall[tid] = now
+        if changed:
+            self.wake.set()
+
+    def _on_trigger(self, request, response):
+        self.force_all = True
+        self.wake.set()
+        response.success = True
+        response.message = f"queued {len(self.buffer.tracks)} tracks"
+        return response
+
+    def _expire(self) -> None:
+        now = self.get_clock().now().nanoseconds * 1e-9
+        gone = self.buffer.expire(now)
+        if gone:
+            self.expired.extend(gone)
+            self.wake.set()
+
+    # ---------------------------------------------------------------------------------------- worker
+    def _due(self) -> list[int]:
+        now = time.monotonic()
+        force, self.force_all = self.force_all, False
+        out = []
+        for t in list(self.buffer.tracks.values()):
+            if t.version == t.reconstructed_version and not force:
+                continue
+            if not force and now - self.last_run_wall.get(t.track_id, -1e9) < self.cfg.min_reconstruct_interval_s:
+                continue
+            out.append(t.track_id)
+        return out
+
+    def _work(self) -> None:
+        while not self.stop.is_set():
+            self.wake.wait(0.2)
+            self.wake.clear()
+            try:
+                while self.expired:  # once more when a track expires, then forget it
+                    t = self.expired.pop(0)
+                    if t.version != t.reconstructed_version and t.views:
+                        self._run(t.track_id, [k.view for k in t.views], t.version)
+                    self._forget(t.track_id)
+                for tid in self._due():
+                    snap = self.buffer.snapshot(tid)
+                    if snap is not None:
+                        self._run(tid, *snap)
+                if self._due():
+                    self.wake.set()
+            except Exception:  # the worker never dies
+                self.get_logger().error("worker: " + traceback.format_exc().splitlines()[-1], throttle_duration_sec=5.0)
+
+    def _run(self, tid: int, views: list[View], version: int) -> None:
+        t0 = time.monotonic()
+        self.last_run_wall[tid] = t0
+        track = self.buffer.tracks.get(tid)
+        try:
+            rec = reconstruct(views, tid, self.method)
+        except Exception as e:
+            self.failed[tid] = f"{e.__class__.__name__}: {e}"
+            self.stats["reconstructions_failed"] += 1
+            self.get_logger().warning(f"track {tid}: reconstruction failed: {e}", throttle_duration_sec=5.0)
+            if track is not None:
+                track.reconstructed_version = version
+            return
+        seconds = time.monotonic() - t0
+        if seconds > self.cfg.reconstruct_timeout_s:
+            self.failed[tid] = f"timeout ({seconds:.1f} s)"
+            self.stats["reconstructions_timed_out"] += 1
+        if track is not None:
+            track.reconstructed_version = version
+        header = Header()
+        if rec.frame == "world":
+            header.frame_id = self.cfg.world_frame
+            ref = views[-1]
+        else:
+            ref = views[0]
+            header.frame_id = ref.frame_id
+        sec = int(ref.stamp_s)
+        header.stamp.sec, header.stamp.nanosec = sec, int(round((ref.stamp_s - sec) * 1e9))
+        obj = conv.reconstructed_object(rec, header)
+        self.results[tid] = obj
+        self.failed.pop(tid, None)
+        self._publish(changed=[tid])
+        self.stats["reconstructions"] += 1
+        self.stats["last_inference_s"] = rec.seconds
+        self.stats["last_latency_s"] = time.monotonic() - self.frame_wall.get(tid, t0)
+        if self.cfg.output_dir:
+            try:
+                save(rec, Path(self.cfg.output_dir) / f"track_{tid}.ply")
+            except OSError as e:
+                self.stats["save_failures"] += 1
+                self.get_logger().warning(f"cannot save results to {self.cfg.output_dir}: {e}", throttle_duration_sec=30.0)
+
+    def _forget(self, tid: int) -> None:
+        obj = self.results.pop(tid, None)
+        if obj is not None:
+            ma = MarkerArray()
+            ma.markers = [conv.delete_marker(obj.header, tid)]
+            self.pub_markers.publish(ma)
+            self._publish(changed=[])
+
+    def _publish(self, changed: list[int]) -> None:
+        arr = ReconstructedObjectArray()
+        objs = list(self.results.values())
+        arr.header = objs[-1].header if objs else Header()
+        arr.objects = objs
+        self.pub_objects.publish(arr)
+        if changed:
+            ma = MarkerArray()
+            ma.markers = [conv.marker(self.results[t]) for t in changed if t in self.results]
+            self.pub_markers.publish(ma)
+        if objs:
+            pts, cols, conf, ids = [], [], [], []
+            for o in objs:
+                a = conv.cloud_to_array(o.points)
+                p = o.pose.position
+                pts.append(np.stack([a["x"] + p.x, a["y"] + p.y, a["z"] + p.z], 1))
+                rgb = a["rgb"].view(np.uint32)
+                cols.append(np.stack([(rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255], 1).astype(np.uint8))
+                conf.append(a["confidence"])
+                ids.append(np.full(len(a), o.track_id, np.uint32))
+            self.pub_points.publish(conv.point_cloud(arr.header, np.concatenate(pts), np.concatenate(cols),
+                                                     np.concatenate(conf), np.concatenate(ids)))
+
+    # ---------------------------------------------------------------------------------------- diagnostics
+    def _diagnostics(self) -> None:
+        period = self.cfg.diagnostics_period_s
+        self.rates = {k: v / period for k, v in self.rate_count.items()}
+        self.rate_count.clear()
+        sc = self.sync.counters
+        kv = {f"rate_{k}_hz": f"{v:.1f}" for k, v in self.rates.items()}
+        kv.update({"sync_matched": sc.matched, "sync_dropped_unmatched": sc.dropped_unmatched,
+                   "sync_dropped_overflow": sc.dropped_overflow, "sync_dropped_duplicate": sc.dropped_duplicate,
+                   "sync_time_jumps_back": sc.time_jumps_back, "sync_pending": self.sync.pending(),
+                   "queue_tracks_due": len(self._peek_due()), "results": len(self.results),
+                   "failed_tracks": len(self.failed)})
+        kv.update({f"rejected_{k}": v for k, v in self.rejected.items()})
+        kv.update({f"buffer_{k}": v for k, v in self.buffer.stats().items()})
+        kv.update({k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in self.stats.items()})
+        st = DiagnosticStatus(name="amodalgen3d_node: pipeline", hardware_id="amodalgen3d")
+        st.level = DiagnosticStatus.WARN if self.failed or sum(self.rejected.values()) else DiagnosticStatus.OK
+        st.message = f"{len(self.buffer.tracks)} tracks, {len(self.results)} results"
+        st.values = [KeyValue(key=k, value=str(v)) for k, v in kv.items()]
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [st]
+        self.pub_diag.publish(msg)
+
+    def _peek_due(self) -> list[int]:
+        return [t.track_id for t in list(self.buffer.tracks.values()) if t.version != t.reconstructed_version]
+
+    def destroy_node(self):
+        self.stop.set()
+        self.wake.set()
+        self.worker.join(timeout=5.0)
+        return super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args if args is not None else sys.argv)
+    try:
+        node = AmodalGen3DNode()
+    except ParamError as e:
+        rclpy.logging.get_logger("amodalgen3d_node").fatal(f"bad parameters: {e}")
+        rclpy.try_shutdown()
+        return 2
+    except Exception as e:  # e.g. missing or corrupt weights: one clear line
+        rclpy.logging.get_logger("amodalgen3d_node").fatal(f"cannot start: {e.__class__.__name__}: {e}")
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Stamp synchronization of N input streams, written once (message_filters is not installable
+here, and ours counts what it drops). No rclpy import: items are opaque, stamps are int ns.
+
+Exact mode matches equal stamps (detectors copy the image stamp). Approximate mode matches, for
+the oldest pivot message (stream 0), the nearest message of every other stream within ``slop``.
+Queues are bounded; whatever is dropped is counted by cause.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class SyncCounters:
+    matched: int = 0
+    dropped_unmatched: int = 0  # left behind: a partner never came
+    dropped_overflow: int = 0  # queue full
+    dropped_duplicate: int = 0  # the same stamp twice on one stream
+    time_jumps_back: int = 0  # stamps jumped back (a looping bag): queues reset
+    received: list[int] = field(default_factory=list)
+
+
+class StampSynchronizer:
+    def __init__(self, n_inputs: int, queue_size: int = 30, slop_ns: int = 0, jump_back_ns: int = 1_000_000_000):
+        if n_inputs < 1 or queue_size < 1 or slop_ns < 0:
+            raise ValueError("n_inputs >= 1, queue_size >= 1, slop >= 0")
+        self.n = n_inputs
+        self.queue_size = queue_size
+        self.slop_ns = slop_ns
+        self.jump_back_ns = jump_back_ns
+        self.queues: list[deque[tuple[int, Any]]] = [deque() for _ in range(n_inputs)]
+        self.counters = SyncCounters(received=[0] * n_inputs)
+        self.last_matched_ns: int | None = None
+        self.lock = threading.Lock()
+
+    def add(self, index: int, stamp_ns: int, item: Any) -> list[tuple[int, list[Any]]]:
+        """Offer one message; returns the matched sets completed by it: (pivot stamp, items)."""
+        with self.lock:
+            c = self.counters
+            c.received[index] += 1
+            if self.last_matched_ns is not None and stamp_ns < self.last_matched_ns - self.jump_back_ns:
+                c.time_jumps_back += 1
+                c.dropped_unmatched += sum(len(q) for q in self.queues)
+                for q in self.queues:
+                    q.clear()
+                self.last_matched_ns = None
+            q = self.queues[index]
+            if any(s == stamp_ns for s, _ in q):
+                c.dropped_duplicate += 1
+                return []
+            q.append((stamp_ns, item))
+            if len(q) > 1 and q[-2][0] > stamp_ns:  # out of order within the stream: keep sorted
+                items = sorted(q, key=lambda x: x[0])
+                q.clear()
+                q.extend(items)
+            if len(q) > self.queue_size:
+                q.popleft()
+                c.dropped_overflow += 1
+            return self._match()
+
+    def _match(self) -> list[tuple[int, list[Any]]]:
+        out = []
+        while all(self.queues):
+            pivot_stamp = self.queues[0][0][0]
+            chosen = []
+            for q in self.queues[1:]:
+                best = min(range(len(q)), key=lambda k: abs(q[k][0] - pivot_stamp))
+                chosen.append(best if abs(q[best][0] - pivot_stamp) <= self.slop_ns else None)
+            if all(k is not None for k in chosen):
+                items = [self.queues[0].popleft()[1]]
+                for q, k in zip(self.queues[1:], chosen):
+                    assert k is not None
+                    for _ in range(k):  # older partners can no longer match a later pivot
+                        q.popleft()
+                        self.counters.dropped_unmatched += 1
+                    items.append(q.popleft()[1])
+                self.counters.matched += 1
+                self.last_matched_ns = pivot_stamp
+                out.append((pivot_stamp, items))
+                continue
+            # no match for the oldest pivot: drop whichever oldest message can no longer match
+            oldest = min(range(self.n), key=lambda i: self.queues[i][0][0])
+            newest_heads = max(q[0][0] for q in self.queues)
+            if self.queues[oldest][0][0] < newest_heads - self.slop_ns:
+                self.queues[oldest].popleft()
+                self.counters.dropped_unmatched += 1
+                continue
+            break
+        return out
+
+    def pending(self) -> int:
+        with self.lock:
+            return sum(len(q) for q in self.queues)
