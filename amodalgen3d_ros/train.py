@@ -119,7 +119,7 @@ def _prepare_job(args) -> int:
     samples = [s for sc in scenes for s in prepare_scene(Path(sc), n, fcfg, seed)]
     arrays = {k: np.stack([s[k] for s in samples]) for k in ("geo", "views", "tau", "valid", "occ")}
     tmp = str(shard_path) + ".tmp.npz"
-    np.savez(tmp, **arrays, family=np.array([s["family"] for s in samples]))
+    np.savez(tmp, family=np.array([s["family"] for s in samples]), **arrays)  # type: ignore[arg-type]
     Path(tmp).rename(shard_path)
     return len(samples)
 

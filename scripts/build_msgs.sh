@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build msg/ against the ROS 2 PyPI wheels in the venv and install into it (prefix = the venv).
+# Build msg/ against the ROS 2 PyPI wheels in the venv and install into it (prefix = the venv),
+# with the node executable, launch and config files, as colcon would on a robot.
 # Two fixes the wheels need (../shared/notes/environment.md): their exported CMake files carry the
 # build machine's Python include and NumPy include paths; point them at this venv's.
 set -euo pipefail
@@ -9,7 +10,8 @@ py="$venv/bin/python"
 build="$repo/build/msgs"
 
 stamp="$venv/.amodalgen3d_msgs.stamp"
-want="$(cat "$repo/msg/"*.msg "$repo/CMakeLists.txt" "$repo/package.xml" | sha256sum | cut -c1-16)"
+want="$(cat "$repo/msg/"*.msg "$repo/CMakeLists.txt" "$repo/package.xml" "$repo/launch/"* "$repo/config/"* \
+  "$repo/scripts/amodalgen3d_node.in" | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$py" -c "import amodalgen3d_ros.msg" 2>/dev/null; then
   echo "messages: up to date"
   exit 0

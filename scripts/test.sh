@@ -6,7 +6,7 @@ cd "$repo"
 bash scripts/setup.sh
 py=.venv/bin/python
 echo "== ruff"
-"$py" -m ruff check amodalgen3d_ros test launch scripts/amodalgen3d_node
+"$py" -m ruff check amodalgen3d_ros test launch
 echo "== mypy (core)"
 "$py" -m mypy amodalgen3d_ros --exclude 'amodalgen3d_ros/ros/' --no-error-summary
 echo "== pytest"

@@ -64,6 +64,7 @@ def test_node_publishes_closed_mesh_of_right_size_and_place(tmp_path, scene0, ro
     t = Peer("itest_publisher")
     try:
         assert wait_for(t.connected, 30, t.spin), "the node's subscriptions never appeared"
+        wait_for(lambda: False, 1.0, t.spin)  # let discovery settle on the node's side too
         for k, v in enumerate(scene0.views[:4]):
             t.publish_view(v, (k + 1) * 100_000_000)
             t.spin(0.05)
@@ -104,6 +105,7 @@ def test_node_survives_malformed_messages_and_counts_them(tmp_path, scene0, ros_
     t.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
     try:
         assert wait_for(t.connected, 30, t.spin)
+        wait_for(lambda: False, 1.0, t.spin)  # let discovery settle on the node's side too
         v = scene0.views[0]
         bad = []
         c, d, i, lab = view_to_msgs(v, 10_000_000)

@@ -1,0 +1,39 @@
+"""Parameters: one list, validated with one clear message each; the YAML mirrors the defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from amodalgen3d_ros.ros.params import PARAMS, ParamError, validate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_validate():
+    cfg = validate({})
+    assert cfg.max_views == 6 and cfg.method == "auto"
+
+
+def test_yaml_mirrors_the_declared_defaults():
+    y = yaml.safe_load((REPO / "config" / "amodalgen3d.yaml").read_text())["/**"]["ros__parameters"]
+    assert {p.name: p.default for p in PARAMS} == y
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"max_views": 0}, "max_views: 0 is outside"),
+    ({"sync_mode": "sometimes"}, "sync_mode: 'sometimes' is not one of"),
+    ({"sync_slop_s": "fast"}, "sync_slop_s: expected float"),
+    ({"input_depth": 2.5}, "input_depth: expected int"),
+])
+def test_bad_values_are_named(values, message):
+    with pytest.raises(ParamError, match=message):
+        validate(values)
+
+
+def test_readme_documents_every_parameter():
+    readme = (REPO / "README.md").read_text()
+    missing = [p.name for p in PARAMS if f"`{p.name}`" not in readme]
+    assert not missing, missing

@@ -1,0 +1,64 @@
+"""Per-track view buffers: bounded, choosing views for what they add."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from amodalgen3d_ros.tracks import BufferConfig, ViewBuffer
+from amodalgen3d_ros.views import View
+
+
+def frame(stamp, boxes, h=60, w=80):
+    labels = np.zeros((h, w), np.int64)
+    for tid, (y0, y1, x0, x1) in boxes.items():
+        labels[y0:y1, x0:x1] = tid
+    K = np.array([[50.0, 0, w / 2], [0, 50.0, h / 2], [0, 0, 1]])
+    return View(np.zeros((h, w, 3), np.uint8), np.ones((h, w), np.float32), K, labels, stamp_s=stamp)
+
+
+def test_identical_frames_are_not_kept_twice():
+    b = ViewBuffer(BufferConfig(min_visible_px=10))
+    assert b.add_frame(frame(0.0, {5: (10, 30, 10, 30)}), 0.0) == [5]
+    assert b.add_frame(frame(0.1, {5: (10, 30, 10, 30)}), 0.1) == []
+    assert b.counters["views_redundant"] == 1
+    assert b.add_frame(frame(0.2, {5: (10, 30, 40, 70)}), 0.2) == [5]  # it moved in the image: new view
+
+
+def test_barely_visible_views_are_dropped():
+    b = ViewBuffer(BufferConfig(min_visible_px=100))
+    assert b.add_frame(frame(0.0, {5: (0, 5, 0, 5)}), 0.0) == []
+    assert b.counters["views_barely_visible"] == 1 and not b.tracks
+
+
+def test_full_buffer_replaces_the_least_useful_but_keeps_the_reference():
+    b = ViewBuffer(BufferConfig(max_views=3, min_visible_px=10, min_novelty=0.1))
+    b.add_frame(frame(0.0, {5: (10, 20, 0, 10)}), 0)
+    ref = b.tracks[5].views[0].view
+    for k in range(1, 12):
+        b.add_frame(frame(k * 0.1, {5: (10, 20 + k * 3, 5 * k, 5 * k + 10 + k)}), k)
+    t = b.tracks[5]
+    assert len(t.views) == 3 and t.views[0].view is ref
+    assert b.counters["views_replaced"] >= 1
+
+
+def test_tracks_are_bounded_and_expire():
+    b = ViewBuffer(BufferConfig(max_tracks=2, min_visible_px=10, track_timeout_s=1.0))
+    b.add_frame(frame(0.0, {1: (0, 10, 0, 10)}), 0)
+    b.add_frame(frame(0.5, {2: (0, 10, 20, 30)}), 0)
+    b.add_frame(frame(0.6, {3: (0, 10, 40, 50)}), 0)
+    assert set(b.tracks) == {2, 3} and b.counters["tracks_dropped_capacity"] == 1
+    gone = b.expire(1.55)
+    assert [t.track_id for t in gone] == [2]
+    assert b.expire(0.0) == [] and set(b.tracks) == {3}  # time jumped back: re-timed, not expired
+
+
+def test_target_filter():
+    b = ViewBuffer(BufferConfig(min_visible_px=10))
+    assert b.add_frame(frame(0.0, {1: (0, 10, 0, 10), 2: (20, 30, 20, 30)}), 0, target_ids=[2]) == [2]
+
+
+def test_memory_bound_counts_shared_frames_once():
+    b = ViewBuffer(BufferConfig(min_visible_px=10))
+    b.add_frame(frame(0.0, {1: (0, 10, 0, 10), 2: (20, 30, 20, 30)}), 0)
+    s = b.stats()
+    assert s["views"] == 2 and s["distinct_frames"] == 1
