@@ -56,6 +56,18 @@ def cmd_bench(a: argparse.Namespace) -> int:
         cfg = BenchConfig(data=a.data or "data/heldout_quick", split=a.split, scenes=min(a.scenes, 4),
                           views=tuple(v for v in a.views if v <= 2) or (1,), methods=methods,
                           unposed=a.unposed, workers=a.workers)
+    if a.node:
+        from .ros.node_bench import run_node_bench
+
+        rep = run_node_bench(a.out, rate_hz=a.rate, seconds=a.seconds, n_objects=a.objects, params=_params(a.param))
+        print(json.dumps({k: v for k, v in rep.items() if k != "diagnostics_last"}, indent=1))
+        return 0
+    if a.speed:
+        from .speed import run_speed_bench
+
+        rep = run_speed_bench(a.out, views=a.views, repeats=a.repeats)
+        print((Path(a.out) / "speed.md").read_text())
+        return 0
     if a.poses:
         rep = run_pose_bench(cfg, a.out)
         print((Path(a.out) / "poses.md").read_text())
@@ -146,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--out", default="bench_out")
     b.add_argument("--allow-failures", action="store_true")
+    b.add_argument("--node", action="store_true", help="the ROS node under load: CPU, memory, latency")
+    b.add_argument("--rate", type=float, default=30.0, help="--node: frame rate")
+    b.add_argument("--seconds", type=float, default=60.0, help="--node: duration")
+    b.add_argument("--objects", type=int, default=5, help="--node: tracked objects in view")
+    b.add_argument("-p", "--param", action="append", help="--node: node parameter name:=value")
+    b.add_argument("--speed", action="store_true", help="seconds per object and peak memory of the learned method")
+    b.add_argument("--repeats", type=int, default=5, help="--speed: runs per setting (median quoted)")
     b.set_defaults(fn=cmd_bench)
     t = sub.add_parser("train", help="train the generator (flow) or the deterministic reference (regress)")
     t.add_argument("--data", default="data/train")

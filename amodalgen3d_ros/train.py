@@ -45,7 +45,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     val_every: int = 250
-    ckpt_every: int = 100
+    ckpt_every: int = 50
     shard_size: int = 200
     # ablations (paper's manner)
     view_fusion: str = "visibility"
@@ -95,7 +95,7 @@ def prepare_scene(scene: Path, n_samples: int, fcfg: FeatureConfig, seed: int) -
     gt = load_gt(scene)
     out = []
     for _ in range(n_samples):
-        n = int(rng.integers(1, fcfg.max_views + 1))
+        n = int(rng.integers(1, min(fcfg.max_views, len(vs.views)) + 1))
         idx = sorted(rng.choice(len(vs.views), n, replace=False).tolist())
         views = augment_views([vs.views[i] for i in idx], rng)
         if not (views[0].labels == vs.target_id).any():

@@ -7,8 +7,8 @@ amo=.venv/bin/amodalgen3d
 $amo synth --out data/train --scenes 3000 --seed 0 --split train
 # prepare once (both runs read the same shards), then train both at once
 .venv/bin/python -c "from amodalgen3d_ros.train import prepare, TrainConfig; from amodalgen3d_ros.features import FeatureConfig; prepare(TrainConfig(), FeatureConfig())"
-$amo train --mode flow --steps "${FLOW_STEPS:-2000}" --threads 1 --out runs/flow > runs/train_flow.log 2>&1 &
-$amo train --mode regress --steps "${REGRESS_STEPS:-1200}" --threads 1 --out runs/regress > runs/train_regress.log 2>&1 &
+$amo train --mode flow --steps "${FLOW_STEPS:-1500}" --threads 1 --out runs/flow > runs/train_flow.log 2>&1 &
+$amo train --mode regress --steps "${REGRESS_STEPS:-800}" --threads 1 --out runs/regress > runs/train_regress.log 2>&1 &
 wait
 cp runs/flow/flow.safetensors amodalgen3d_ros/weights/amodalgen3d_flow.safetensors
 cp runs/regress/regress.safetensors amodalgen3d_ros/weights/amodal_regressor.safetensors

@@ -1,0 +1,124 @@
+"""The node under load: 640x480 colour + depth + labels at a given rate with several tracked
+objects, for a given time. Reports the node process's CPU and memory (RSS), the frame-to-result
+latency the node measures (newest view in -> result out), the first-result latency seen from
+outside, sync drops and queue sizes from /diagnostics.
+
+    amodalgen3d bench --node [--rate 30] [--seconds 60] [--objects 5]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import synth
+from ..views import View
+
+
+def render_frames(n_objects: int, n_frames: int = 30, seed: int = 11) -> list[View]:
+    """n_frames of a camera arcing 60 degrees around n_objects objects, 640x480."""
+    cfg = synth.SynthConfig(width=640, height=480, min_others=n_objects - 1, max_others=n_objects - 1,
+                            occluder_in_front_prob=1.0)
+    rng = np.random.default_rng(seed)
+    az0 = rng.uniform(0, 2 * np.pi)
+    scene = synth.make_scene(rng, "train", cfg, [az0] * 4)
+    center = np.mean([m.bounds.mean(0) for m in scene.meshes[1:]], axis=0)
+    K = synth.intrinsics(cfg)
+    r = synth.Renderer(scene.meshes)
+    views = []
+    for i in range(n_frames):
+        a = az0 + np.radians(60) * i / n_frames
+        eye = center + 0.7 * np.array([np.cos(a) * 0.8, np.sin(a) * 0.8, 0.6])
+        T = synth.look_at(eye, center)
+        depth, idx, pts, nrm = r.cast(K, T, cfg.width, cfg.height)
+        labels = np.where(idx >= 0, np.asarray(scene.ids)[np.maximum(idx, 0)], 0)
+        views.append(View(synth.shade(scene, idx, pts, nrm, T), depth, K, labels.astype(np.int64), None))
+    return views
+
+
+def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0, n_objects: int = 5,
+                   params: dict | None = None) -> dict:
+    import psutil
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from amodalgen3d_ros.msg import ReconstructedObjectArray
+
+    from .conversions import view_to_msgs
+    from .replay import start_node
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = render_frames(n_objects)
+    topics = {"color_topic": "/nb/color", "depth_topic": "/nb/depth", "camera_info_topic": "/nb/info",
+              "labels_topic": "/nb/labels"}
+    proc = start_node(out, {**topics, **(params or {}), "use_sim_time": "false"})
+    ps = psutil.Process(proc.pid)
+    rclpy.init()
+    node = rclpy.create_node("amodalgen3d_node_bench")
+    q = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pubs = [node.create_publisher(Image, topics["color_topic"], q), node.create_publisher(Image, topics["depth_topic"], q),
+            node.create_publisher(CameraInfo, topics["camera_info_topic"], q),
+            node.create_publisher(Image, topics["labels_topic"], q)]
+    diags, arrivals = [], []
+    t_first_pub = [None]
+    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    node.create_subscription(ReconstructedObjectArray, "/amodalgen3d_node/objects",
+                             lambda m: arrivals.append((time.monotonic(), len(m.objects))), 10)
+    end = time.monotonic() + 60
+    while time.monotonic() < end and not all(p.get_subscription_count() for p in pubs):
+        rclpy.spin_once(node, timeout_sec=0.1)
+    for _ in range(10):
+        rclpy.spin_once(node, timeout_sec=0.1)
+    ps.cpu_percent(None)
+    cpu, rss = [], []
+    period = 1.0 / rate_hz
+    t0 = time.monotonic()
+    k = 0
+    next_sample = t0 + 1.0
+    while time.monotonic() - t0 < seconds:
+        due = t0 + k * period
+        while time.monotonic() < due:
+            rclpy.spin_once(node, timeout_sec=max(0.0, min(0.005, due - time.monotonic())))
+        v = frames[k % len(frames)]
+        stamp = int(time.time() * 1e9)
+        c, d, i, lab = view_to_msgs(v, stamp)
+        for p, m in zip(pubs, (c, d, i, lab)):
+            p.publish(m)
+        if t_first_pub[0] is None:
+            t_first_pub[0] = time.monotonic()
+        k += 1
+        if time.monotonic() >= next_sample:
+            cpu.append(ps.cpu_percent(None))
+            rss.append(ps.memory_info().rss / 2**20)
+            next_sample += 1.0
+    achieved = k / (time.monotonic() - t0)
+    for _ in range(20):
+        rclpy.spin_once(node, timeout_sec=0.1)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    proc.send_signal(2)
+    proc.wait(15)
+    lat = []
+    last_kv: dict = {}
+    for dmsg in diags:
+        kv = {x.key: x.value for x in dmsg.status[0].values}
+        last_kv = kv
+        if "last_latency_s" in kv:
+            lat.append(float(kv["last_latency_s"]))
+    first = arrivals[0][0] - t_first_pub[0] if arrivals and t_first_pub[0] else None
+    report = {"rate_hz_target": rate_hz, "rate_hz_achieved": round(achieved, 1), "seconds": seconds,
+              "objects": n_objects, "frames_sent": k,
+              "node_cpu_percent_median": float(np.median(cpu)) if cpu else None,
+              "node_cpu_percent_p95": float(np.percentile(cpu, 95)) if cpu else None,
+              "node_rss_mb_max": float(max(rss)) if rss else None, "node_rss_mb_last": rss[-1] if rss else None,
+              "latency_s_median": float(np.median(lat)) if lat else None,
+              "latency_s_p95": float(np.percentile(lat, 95)) if lat else None,
+              "first_result_s": first, "results_received": len(arrivals), "diagnostics_last": last_kv}
+    (out / "node_bench.json").write_text(json.dumps(report, indent=1))
+    return report

@@ -1,0 +1,60 @@
+"""Seconds per object of the learned methods on this CPU, by views, steps and samples (median of
+repeats after a warm-up), split into observation (poses, fusion), network and surface; peak RSS.
+
+    amodalgen3d bench --speed --views 1,4,8
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import synth
+from .bench import machine_info
+from .observation import observe
+
+
+def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats: int = 5,
+                    settings: tuple[tuple[int, int], ...] = ((8, 4), (4, 4), (8, 1)), seed: int = 7) -> dict:
+    from .model import DEFAULT_WEIGHTS, LearnedMethod
+
+    scene = synth.render_scene(seed, "heldout", 0)
+    rows = []
+    for name, path in DEFAULT_WEIGHTS.items():
+        if not path.is_file():
+            continue
+        for steps, samples in (settings if name == "amodalgen3d" else ((1, 1),)):
+            m = LearnedMethod(path, steps=steps, samples=samples)
+            for n in views:
+                vs = scene.views[:n]
+                obs = observe(vs, scene.target_id)
+                m(obs)  # warm-up
+                t_obs, t_all = [], []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    obs = observe(vs, scene.target_id)
+                    t1 = time.perf_counter()
+                    m(obs)
+                    t2 = time.perf_counter()
+                    t_obs.append(t1 - t0)
+                    t_all.append(t2 - t0)
+                rows.append({"method": name, "views": n, "steps": steps, "samples": samples,
+                             "seconds_median": float(np.median(t_all)), "seconds_min": float(np.min(t_all)),
+                             "observation_seconds_median": float(np.median(t_obs))})
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report = {"machine": machine_info(), "repeats": repeats, "rows": rows, "peak_rss_mb": peak_mb}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps(report, indent=1))
+    md = ["## Seconds per object (posed views, torch eager, CPU)", "",
+          f"median of {repeats} runs after a warm-up; peak RSS of the process {peak_mb:.0f} MB", "",
+          "| method | views | steps | samples | seconds (median) | of which observation |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        md.append(f"| {r['method']} | {r['views']} | {r['steps']} | {r['samples']} | {r['seconds_median']:.3f} | "
+                  f"{r['observation_seconds_median']:.3f} |")
+    (out / "speed.md").write_text("\n".join(md) + "\n")
+    return report
