@@ -106,6 +106,29 @@ class ImageEncoder(nn.Module):
 # Attention
 # --------------------------------------------------------------------------------------------
 
+class SelfAttention(nn.Module):
+    """Multi-head self-attention written with scaled_dot_product_attention, so it exports to ONNX
+    as standard ops (nn.MultiheadAttention's eval fast path does not). Parameter names, shapes and
+    initialisation order are nn.MultiheadAttention's, so weights and seeds carry over."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * width))
+        self.out_proj = nn.Linear(width, width)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.in_proj_bias)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        H = self.heads
+        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).view(B, T, 3, H, D // H).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, T, D/H)
+        return self.out_proj(out.transpose(1, 2).reshape(B, T, D))
+
+
 class CrossAttention(nn.Module):
     """Multi-head cross attention with an optional additive bias on the logits per key."""
 
@@ -184,7 +207,7 @@ class AmodalBlock(nn.Module):
         w, h = cfg.width, cfg.heads
         self.cfg = cfg
         self.norm1 = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
-        self.self_attn = nn.MultiheadAttention(w, h, batch_first=True)
+        self.self_attn = SelfAttention(w, h)
         self.norm_v = nn.LayerNorm(w, eps=1e-6)
         self.vwca = ViewWiseCrossAttention(w, h, cfg.view_fusion)
         self.norm_g = nn.LayerNorm(w, eps=1e-6)
@@ -197,7 +220,7 @@ class AmodalBlock(nn.Module):
     def forward(self, x, c, img, tau, valid, geo):
         shift_sa, scale_sa, gate_sa, shift_mlp, scale_mlp, gate_mlp = self.adaLN(c).chunk(6, dim=1)
         h = modulate(self.norm1(x), shift_sa, scale_sa)
-        x = x + gate_sa[:, None] * self.self_attn(h, h, h, need_weights=False)[0]  # (B, T, D)
+        x = x + gate_sa[:, None] * self.self_attn(h)  # (B, T, D)
         if self.cfg.use_vwca:
             x = x + self.vwca(self.norm_v(x), img, tau, valid)
         if self.cfg.use_scca:
@@ -319,25 +342,34 @@ def regression_loss(model: AmodalGen3D, occ, geo, views, tau, valid) -> torch.Te
 
 
 @torch.no_grad()
-def sample(model: AmodalGen3D, geo, views, tau, valid, steps: int = 8, samples: int = 4, seed: int = 0,
+def sample(net, geo, views, tau, valid, steps: int = 8, samples: int = 4, seed: int = 0,
            guidance: float = 1.0) -> torch.Tensor:
-    """K samples for one object (batch 1 inputs) -> (K, R, R, R) occupancy in [-1, 1].
+    """K samples for one object (batch-1 inputs) -> (K, R, R, R) occupancy in [-1, 1].
 
-    Euler steps from t = 1 (noise) to t = 0 (data); guidance > 1 applies classifier-free guidance.
+    ``net``: an AmodalGen3D or a backend (backends.py: encode / velocity). Euler steps from t = 1
+    (noise) to t = 0 (data); the conditions are encoded once. guidance > 1 applies
+    classifier-free guidance (torch only).
     """
+    from .backends import TorchBackend
+
+    backend = TorchBackend(net) if isinstance(net, AmodalGen3D) else net
     K = samples
-    R = model.cfg.res
+    R = geo.shape[-1]
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(K, 1, R, R, R, generator=g)
-    geo_k, views_k, tau_k, valid_k = (a.expand(K, *a.shape[1:]) for a in (geo, views, tau, valid))
-    cond = model.encode_conditions(geo_k, views_k)
-    cond_null = model.encode_conditions(geo_k, views_k, torch.ones(K, dtype=torch.bool)) if guidance != 1.0 else None
+    geo_k, views_k, tau_k, valid_k = (a.expand(K, *a.shape[1:]).contiguous() for a in (geo, views, tau, valid))
+    cond = backend.encode(geo_k, views_k)
+    cond_null = None
+    if guidance != 1.0:
+        if not isinstance(backend, TorchBackend):
+            raise ValueError("classifier-free guidance needs the torch backend")
+        cond_null = backend.model.encode_conditions(geo_k, views_k, torch.ones(K, dtype=torch.bool))
     ts = torch.linspace(1, 0, steps + 1)
     for i in range(steps):
-        t = ts[i].expand(K)
-        v = model(z, t, geo_k, views_k, tau_k, valid_k, cond=cond)
+        t = ts[i].expand(K).contiguous()
+        v = backend.velocity(z, t, geo_k, tau_k, valid_k, cond)
         if cond_null is not None:
-            v_u = model(z, t, geo_k, views_k, tau_k, valid_k, cond=cond_null)
+            v_u = backend.velocity(z, t, geo_k, tau_k, valid_k, cond_null)
             v = v_u + guidance * (v - v_u)
         z = z + (ts[i + 1] - ts[i]) * v
     return z[:, 0]
@@ -403,8 +435,12 @@ class LearnedMethod:
     """
 
     def __init__(self, weights: str | Path, steps: int = 8, samples: int = 4, seed: int = 0,
-                 guidance: float = 1.0, fine_res: int = 64, threads: int | None = None):
+                 guidance: float = 1.0, fine_res: int = 64, threads: int | None = None, backend: str = "torch",
+                 onnx_dir: str | Path | None = None):
+        from .backends import make_backend
+
         self.model = load_weights(weights)
+        self.backend = make_backend(backend, self.model, onnx_dir, threads or 0)
         self.steps, self.samples, self.seed, self.guidance = steps, samples, seed, guidance
         self.fine_res = fine_res
         self.threads = threads
@@ -417,7 +453,7 @@ class LearnedMethod:
         geo, views, tau, valid = to_batch(mi)
         with torch.inference_mode():
             if self.model.cfg.mode == "flow":
-                z = sample(self.model, geo, views, tau, valid, self.steps, self.samples, self.seed, self.guidance)
+                z = sample(self.backend, geo, views, tau, valid, self.steps, self.samples, self.seed, self.guidance)
                 occ = (z > 0).float()
                 return occ.mean(0).numpy(), occ.std(0, unbiased=False).numpy()
             p = torch.sigmoid(self.model(torch.zeros(1, 1, *geo.shape[2:]), torch.zeros(1), geo, views, tau, valid))[0, 0]

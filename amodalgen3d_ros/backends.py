@@ -1,0 +1,221 @@
+"""Inference backends behind one interface: torch (CPU or CUDA), onnxruntime (CPU, CUDA or
+TensorRT execution providers, whichever are installed) and native TensorRT.
+
+The generator is exported as two ONNX graphs, with dynamic samples (batch) and views:
+  encoder.onnx   geo (B, C_geo, R, R, R), views (B, V, C_img, c, c)  -> img (B, V, N, D), geo_tok (B, T', D)
+  step.onnx      z (B, 1, R, R, R), t (B,), geo, tau (B, V), valid (B, V), img, geo_tok -> velocity (B, 1, R, R, R)
+Inputs and outputs stay fp32 in every backend (fp16 only inside a TensorRT engine).
+
+TensorRT engines are built from the ONNX once and cached under a directory; the cache key is the
+TensorRT version, the GPU name, the precision and the ONNX file's SHA-256, so an engine is
+rebuilt when any of them changes, when the cached file is corrupt, or on force_rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import AmodalGen3D
+
+log = logging.getLogger("amodalgen3d.backends")
+ENCODER_INPUTS = ["geo", "views"]
+STEP_INPUTS = ["z", "t", "geo", "tau", "valid", "img", "geo_tok"]
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model: AmodalGen3D, device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.device = device
+
+    def encode(self, geo: torch.Tensor, views: torch.Tensor):
+        with torch.inference_mode():
+            return self.model.encode_conditions(geo.to(self.device), views.to(self.device))
+
+    def velocity(self, z, t, geo, tau, valid, cond):
+        with torch.inference_mode():
+            d = self.device
+            return self.model(z.to(d), t.to(d), geo.to(d), None, tau.to(d), valid.to(d), cond=cond).cpu()
+
+
+class _StepModule(torch.nn.Module):
+    def __init__(self, model: AmodalGen3D):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z, t, geo, tau, valid, img, geo_tok):
+        return self.model(z, t, geo, None, tau, valid, cond=(img, geo_tok))
+
+
+class _EncoderModule(torch.nn.Module):
+    def __init__(self, model: AmodalGen3D):
+        super().__init__()
+        self.model = model
+
+    def forward(self, geo, views):
+        return self.model.encode_conditions(geo, views)
+
+
+def example_inputs(model: AmodalGen3D, batch: int = 2, views: int = 2) -> tuple[tuple, tuple]:
+    c = model.cfg
+    R = c.res
+    geo = torch.rand(batch, c.geo_channels, R, R, R)
+    vws = torch.rand(batch, views, c.img_channels, c.crop, c.crop)
+    with torch.no_grad():
+        img, geo_tok = model.encode_conditions(geo, vws)
+    step = (torch.randn(batch, 1, R, R, R), torch.rand(batch), geo, torch.rand(batch, views),
+            torch.ones(batch, views, dtype=torch.bool), img, geo_tok)
+    return (geo, vws), step
+
+
+def export_onnx(model: AmodalGen3D, out_dir: str | Path, opset: int = 17) -> tuple[Path, Path]:
+    """encoder.onnx and step.onnx with dynamic samples (dim 0) and views."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    enc_in, step_in = example_inputs(model)
+    enc_path, step_path = out / "encoder.onnx", out / "step.onnx"
+    with torch.no_grad():
+        torch.onnx.export(_EncoderModule(model), enc_in, str(enc_path), input_names=ENCODER_INPUTS,
+                          output_names=["img", "geo_tok"], opset_version=opset, dynamo=False,
+                          dynamic_axes={"geo": {0: "B"}, "views": {0: "B", 1: "V"}, "img": {0: "B", 1: "V"},
+                                        "geo_tok": {0: "B"}})
+        torch.onnx.export(_StepModule(model), step_in, str(step_path), input_names=STEP_INPUTS,
+                          output_names=["velocity"], opset_version=opset, dynamo=False,
+                          dynamic_axes={"z": {0: "B"}, "t": {0: "B"}, "geo": {0: "B"}, "tau": {0: "B", 1: "V"},
+                                        "valid": {0: "B", 1: "V"}, "img": {0: "B", 1: "V"}, "geo_tok": {0: "B"},
+                                        "velocity": {0: "B"}})
+    return enc_path, step_path
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(self, onnx_dir: str | Path, providers: list[str] | None = None, threads: int = 0):
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        wanted = providers or ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+        chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            so.intra_op_num_threads = threads
+        d = Path(onnx_dir)
+        self.enc = ort.InferenceSession(str(d / "encoder.onnx"), so, providers=chosen)
+        self.step = ort.InferenceSession(str(d / "step.onnx"), so, providers=chosen)
+        self.providers = self.step.get_providers()
+        log.info("onnxruntime providers: %s", ", ".join(self.providers))
+
+    def encode(self, geo, views):
+        img, geo_tok = self.enc.run(None, {"geo": geo.numpy(), "views": views.numpy()})
+        return torch.from_numpy(img), torch.from_numpy(geo_tok)
+
+    def velocity(self, z, t, geo, tau, valid, cond):
+        img, geo_tok = cond
+        feeds = {"z": z.numpy(), "t": t.numpy().astype(np.float32), "geo": geo.numpy(), "tau": tau.numpy(),
+                 "valid": valid.numpy(), "img": img.numpy(), "geo_tok": geo_tok.numpy()}
+        return torch.from_numpy(self.step.run(None, feeds)[0])
+
+
+# --------------------------------------------------------------------------------------------
+# TensorRT engine cache
+# --------------------------------------------------------------------------------------------
+
+def engine_cache_key(onnx_path: str | Path, trt_version: str, gpu_name: str, precision: str) -> str:
+    """The engine is valid only for this ONNX file, TensorRT version, GPU and precision."""
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"precision must be fp32 or fp16, got {precision}")
+    blob = json.dumps({"onnx_sha256": file_sha256(onnx_path), "tensorrt": trt_version, "gpu": gpu_name,
+                       "precision": precision}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def cached_engine(onnx_path: str | Path, cache_dir: str | Path, trt_version: str, gpu_name: str, precision: str,
+                  build, force_rebuild: bool = False) -> tuple[bytes, bool]:
+    """(serialized engine, built_now). ``build(onnx_path, precision) -> bytes`` is called on a miss,
+    on a corrupt (empty or unreadable) cache file, or when forced; the new engine is written
+    atomically beside its key file."""
+    import time
+
+    from .reconstruct import write_atomic
+
+    key = engine_cache_key(onnx_path, trt_version, gpu_name, precision)
+    path = Path(cache_dir) / f"{Path(onnx_path).stem}-{key}.engine"
+    meta = path.with_suffix(".json")
+    if not force_rebuild and path.is_file() and meta.is_file():
+        try:
+            data = path.read_bytes()
+            info = json.loads(meta.read_text())
+            if data and info.get("key") == key and info.get("bytes") == len(data):
+                log.info("engine cache hit: %s", path)
+                return data, False
+            log.warning("engine cache file %s is corrupt: rebuilding", path)
+        except (OSError, json.JSONDecodeError):
+            log.warning("engine cache file %s is unreadable: rebuilding", path)
+    log.info("engine cache miss (%s): building from %s", "forced" if force_rebuild else "new key", onnx_path)
+    t0 = time.perf_counter()
+    data = build(onnx_path, precision)
+    write_atomic(path, data)
+    write_atomic(meta, json.dumps({"key": key, "bytes": len(data), "onnx": str(onnx_path), "tensorrt": trt_version,
+                                   "gpu": gpu_name, "precision": precision,
+                                   "build_seconds": round(time.perf_counter() - t0, 2)}).encode())
+    return data, True
+
+
+def build_trt_engine(onnx_path: str | Path, precision: str, max_samples: int = 8, max_views: int = 8) -> bytes:
+    """Native TensorRT build (GPU machines only); fp16 inside, fp32 at the inputs and outputs."""
+    import tensorrt as trt  # noqa: F401  (only where TensorRT is installed)
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        raise RuntimeError("; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)))
+    config = builder.create_builder_config()
+    if precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        inp = network.get_input(i)
+        shape = list(inp.shape)
+        lo = [1 if s == -1 else s for s in shape]
+        hi = [max_samples if (k == 0 and s == -1) else (max_views if s == -1 else s) for k, s in enumerate(shape)]
+        opt = [4 if (k == 0 and s == -1) else (4 if s == -1 else s) for k, s in enumerate(shape)]
+        profile.set_shape(inp.name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    engine = builder.build_serialized_network(network, config)
+    if engine is None:
+        raise RuntimeError(f"TensorRT could not build an engine from {onnx_path}")
+    return bytes(engine)
+
+
+def make_backend(name: str, model: AmodalGen3D, onnx_dir: str | Path | None = None, threads: int = 0):
+    """torch | onnxruntime; falls back to torch with one clear log line when the other is missing."""
+    if name == "torch":
+        return TorchBackend(model, "cuda" if torch.cuda.is_available() else "cpu")
+    if name == "onnxruntime":
+        try:
+            if onnx_dir is None or not (Path(onnx_dir) / "step.onnx").is_file():
+                onnx_dir = export_onnx(model, Path(onnx_dir or "onnx_cache"))[0].parent
+            return OnnxRuntimeBackend(onnx_dir, threads=threads)
+        except ImportError as e:
+            log.warning("onnxruntime unavailable (%s): falling back to torch", e)
+            return TorchBackend(model)
+    raise ValueError(f"unknown backend '{name}' (torch, onnxruntime)")
