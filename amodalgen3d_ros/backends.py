@@ -206,16 +206,83 @@ def build_trt_engine(onnx_path: str | Path, precision: str, max_samples: int = 8
     return bytes(engine)
 
 
-def make_backend(name: str, model: AmodalGen3D, onnx_dir: str | Path | None = None, threads: int = 0):
-    """torch | onnxruntime; falls back to torch with one clear log line when the other is missing."""
-    if name == "torch":
-        return TorchBackend(model, "cuda" if torch.cuda.is_available() else "cpu")
+class TensorRTBackend:
+    """Native TensorRT engines (GPU only), built once per cache key; torch CUDA tensors carry the
+    fp32 inputs and outputs."""
+
+    name = "tensorrt"
+
+    def __init__(self, onnx_dir: str | Path, cache_dir: str | Path, precision: str = "fp16", force_rebuild: bool = False):
+        import tensorrt as trt
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("TensorRT needs a CUDA device")
+        gpu = torch.cuda.get_device_name(0)
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engines = {}
+        for part in ("encoder", "step"):
+            data, _ = cached_engine(Path(onnx_dir) / f"{part}.onnx", cache_dir, trt.__version__, gpu, precision,
+                                    build_trt_engine, force_rebuild)
+            engine = self.runtime.deserialize_cuda_engine(data)
+            self.engines[part] = (engine, engine.create_execution_context())
+
+    def _run(self, part: str, feeds: dict[str, torch.Tensor], out_names: list[str]) -> list[torch.Tensor]:
+        engine, ctx = self.engines[part]
+        stream = torch.cuda.current_stream()
+        keep = {}
+        for name, t in feeds.items():
+            t = t.cuda().contiguous()
+            keep[name] = t
+            ctx.set_input_shape(name, tuple(t.shape))
+            ctx.set_tensor_address(name, t.data_ptr())
+        outs = []
+        for name in out_names:
+            o = torch.empty(tuple(ctx.get_tensor_shape(name)), dtype=torch.float32, device="cuda")
+            ctx.set_tensor_address(name, o.data_ptr())
+            outs.append(o)
+        ctx.execute_async_v3(stream.cuda_stream)
+        stream.synchronize()
+        return [o.cpu() for o in outs]
+
+    def encode(self, geo, views):
+        img, geo_tok = self._run("encoder", {"geo": geo, "views": views}, ["img", "geo_tok"])
+        return img, geo_tok
+
+    def velocity(self, z, t, geo, tau, valid, cond):
+        img, geo_tok = cond
+        return self._run("step", {"z": z, "t": t, "geo": geo, "tau": tau, "valid": valid, "img": img,
+                                  "geo_tok": geo_tok}, ["velocity"])[0]
+
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+def onnx_files(model: AmodalGen3D, onnx_dir: str | Path, weights_sha: str) -> Path:
+    """The model's ONNX graphs under onnx_dir/<weights hash>/, exported once."""
+    d = Path(onnx_dir) / weights_sha[:16]
+    if not ((d / "encoder.onnx").is_file() and (d / "step.onnx").is_file()):
+        export_onnx(model, d)
+    return d
+
+
+def make_backend(name: str, model: AmodalGen3D, onnx_dir: str | Path | None = None, threads: int = 0,
+                 weights_sha: str = "unhashed", cache_dir: str | Path | None = None, precision: str = "fp16",
+                 force_rebuild: bool = False):
+    """torch | onnxruntime | tensorrt. A backend that cannot run here falls back to the next
+    (tensorrt -> onnxruntime -> torch) with one clear log line."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend '{name}' ({', '.join(BACKENDS)})")
+    onnx_root = Path(onnx_dir or Path.home() / ".cache" / "amodalgen3d" / "onnx")
+    if name == "tensorrt":
+        try:
+            d = onnx_files(model, onnx_root, weights_sha)
+            return TensorRTBackend(d, cache_dir or onnx_root / "engines", precision, force_rebuild)
+        except (ImportError, RuntimeError) as e:
+            log.warning("TensorRT unavailable (%s): falling back to onnxruntime", e)
+            name = "onnxruntime"
     if name == "onnxruntime":
         try:
-            if onnx_dir is None or not (Path(onnx_dir) / "step.onnx").is_file():
-                onnx_dir = export_onnx(model, Path(onnx_dir or "onnx_cache"))[0].parent
-            return OnnxRuntimeBackend(onnx_dir, threads=threads)
+            return OnnxRuntimeBackend(onnx_files(model, onnx_root, weights_sha), threads=threads)
         except ImportError as e:
             log.warning("onnxruntime unavailable (%s): falling back to torch", e)
-            return TorchBackend(model)
-    raise ValueError(f"unknown backend '{name}' (torch, onnxruntime)")
+    return TorchBackend(model, "cuda" if torch.cuda.is_available() else "cpu")

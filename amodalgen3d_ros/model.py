@@ -436,11 +436,13 @@ class LearnedMethod:
 
     def __init__(self, weights: str | Path, steps: int = 8, samples: int = 4, seed: int = 0,
                  guidance: float = 1.0, fine_res: int = 64, threads: int | None = None, backend: str = "torch",
-                 onnx_dir: str | Path | None = None):
-        from .backends import make_backend
+                 onnx_dir: str | Path | None = None, engine_cache_dir: str | Path | None = None,
+                 precision: str = "fp16", force_rebuild: bool = False):
+        from .backends import file_sha256, make_backend
 
         self.model = load_weights(weights)
-        self.backend = make_backend(backend, self.model, onnx_dir, threads or 0)
+        self.backend = make_backend(backend, self.model, onnx_dir, threads or 0, file_sha256(weights), engine_cache_dir,
+                                    precision, force_rebuild)
         self.steps, self.samples, self.seed, self.guidance = steps, samples, seed, guidance
         self.fine_res = fine_res
         self.threads = threads

@@ -19,7 +19,8 @@ from .observation import observe
 
 
 def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats: int = 5,
-                    settings: tuple[tuple[int, int], ...] = ((8, 4), (4, 4), (8, 1)), seed: int = 7) -> dict:
+                    settings: tuple[tuple[int, int], ...] = ((8, 4), (4, 4), (8, 1)), seed: int = 7,
+                    backends: tuple[str, ...] = ("torch", "onnxruntime")) -> dict:
     from .model import DEFAULT_WEIGHTS, LearnedMethod
 
     scene = synth.render_scene(seed, "heldout", 0)
@@ -27,8 +28,9 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
     for name, path in DEFAULT_WEIGHTS.items():
         if not path.is_file():
             continue
-        for steps, samples in (settings if name == "amodalgen3d" else ((1, 1),)):
-            m = LearnedMethod(path, steps=steps, samples=samples)
+        for backend, (steps, samples) in [(b, st) for b in backends
+                                          for st in (settings if name == "amodalgen3d" else ((1, 1),))]:
+            m = LearnedMethod(path, steps=steps, samples=samples, backend=backend)
             for n in views:
                 vs = scene.views[:n]
                 obs = observe(vs, scene.target_id)
@@ -42,7 +44,7 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
                     t2 = time.perf_counter()
                     t_obs.append(t1 - t0)
                     t_all.append(t2 - t0)
-                rows.append({"method": name, "views": n, "steps": steps, "samples": samples,
+                rows.append({"method": name, "backend": m.backend.name, "views": n, "steps": steps, "samples": samples,
                              "seconds_median": float(np.median(t_all)), "seconds_min": float(np.min(t_all)),
                              "observation_seconds_median": float(np.median(t_obs))})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -50,11 +52,12 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "speed.json").write_text(json.dumps(report, indent=1))
-    md = ["## Seconds per object (posed views, torch eager, CPU)", "",
+    md = ["## Seconds per object (posed views, CPU)", "",
           f"median of {repeats} runs after a warm-up; peak RSS of the process {peak_mb:.0f} MB", "",
-          "| method | views | steps | samples | seconds (median) | of which observation |", "|---|---|---|---|---|---|"]
+          "| method | backend | views | steps | samples | seconds (median) | of which observation |",
+          "|---|---|---|---|---|---|---|"]
     for r in rows:
-        md.append(f"| {r['method']} | {r['views']} | {r['steps']} | {r['samples']} | {r['seconds_median']:.3f} | "
+        md.append(f"| {r['method']} | {r['backend']} | {r['views']} | {r['steps']} | {r['samples']} | {r['seconds_median']:.3f} | "
                   f"{r['observation_seconds_median']:.3f} |")
     (out / "speed.md").write_text("\n".join(md) + "\n")
     return report

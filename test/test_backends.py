@@ -54,6 +54,15 @@ def test_unknown_backend_is_refused(exported):
         B.make_backend("openvino", exported[0])
 
 
+def test_tensorrt_falls_back_with_a_log_line(exported, tmp_path, caplog):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the real TensorRT path runs instead")
+    with caplog.at_level("WARNING"):
+        b = B.make_backend("tensorrt", exported[0], tmp_path / "onnx", weights_sha="abc123")
+    assert b.name == "onnxruntime" and "falling back to onnxruntime" in caplog.text
+    assert (tmp_path / "onnx" / "abc123" / "step.onnx").is_file()  # exported once, by weights hash
+
+
 def test_engine_cache_hits_misses_and_rebuilds(tmp_path, exported):
     _, d = exported
     built = []

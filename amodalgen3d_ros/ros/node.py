@@ -78,6 +78,7 @@ class AmodalGen3DNode(Node):
         self.force_all = False
         self.wake = threading.Event()
         self.stop = threading.Event()
+        self._executor = None
         self.tf = self._make_tf()
 
         qos_in = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.cfg.input_depth,
@@ -111,8 +112,12 @@ class AmodalGen3DNode(Node):
 
             name = resolve_method(name)[0]
             if name in DEFAULT_WEIGHTS:
-                fn = learned_method(name, self.cfg.weights_path or None, steps=self.cfg.sampling_steps,
-                                    samples=self.cfg.num_samples)
+                c = self.cfg
+                fn = learned_method(name, c.weights_path or None, steps=c.sampling_steps, samples=c.num_samples,
+                                    backend=c.backend, onnx_dir=c.onnx_dir or None,
+                                    engine_cache_dir=c.engine_cache_dir or None, precision=c.precision,
+                                    force_rebuild=c.force_rebuild)
+                self.get_logger().info(f"{name}: weights loaded, backend {fn.backend.name}")
                 return name, fn
         return resolve_method(name)
 
@@ -232,7 +237,7 @@ class AmodalGen3DNode(Node):
         self.last_run_wall[tid] = t0
         track = self.buffer.tracks.get(tid)
         try:
-            rec = reconstruct(views, tid, self.method)
+            rec = self._reconstruct_with_timeout(views, tid)
         except Exception as e:
             self.failed[tid] = f"{e.__class__.__name__}: {e}"
             self.stats["reconstructions_failed"] += 1
@@ -240,10 +245,6 @@ class AmodalGen3DNode(Node):
             if track is not None:
                 track.reconstructed_version = version
             return
-        seconds = time.monotonic() - t0
-        if seconds > self.cfg.reconstruct_timeout_s:
-            self.failed[tid] = f"timeout ({seconds:.1f} s)"
-            self.stats["reconstructions_timed_out"] += 1
         if track is not None:
             track.reconstructed_version = version
         header = Header()
@@ -268,6 +269,23 @@ class AmodalGen3DNode(Node):
             except OSError as e:
                 self.stats["save_failures"] += 1
                 self.get_logger().warning(f"cannot save results to {self.cfg.output_dir}: {e}", throttle_duration_sec=30.0)
+
+    def _reconstruct_with_timeout(self, views: list[View], tid: int):
+        """Run the reconstruction on its own thread; past reconstruct_timeout_s the track is marked
+        failed and the node goes on (the late result is discarded)."""
+        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import TimeoutError as FutureTimeout
+
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amodalgen3d_reconstruct")
+        fut = self._executor.submit(reconstruct, views, tid, self.method)
+        try:
+            return fut.result(timeout=self.cfg.reconstruct_timeout_s)
+        except FutureTimeout:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None  # a fresh thread next time; the stuck one finishes on its own
+            self.stats["reconstructions_timed_out"] += 1
+            raise TimeoutError(f"took longer than reconstruct_timeout_s={self.cfg.reconstruct_timeout_s}") from None
 
     def _forget(self, tid: int) -> None:
         obj = self.results.pop(tid, None)

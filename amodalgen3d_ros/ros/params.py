@@ -47,6 +47,13 @@ PARAMS: list[Param] = [
     Param("weights_path", "", "weights of the learned method; empty: the shipped ones"),
     Param("sampling_steps", 8, "Euler steps of the flow-matching sampler", 1, 100),
     Param("num_samples", 4, "samples drawn per object (their spread is the confidence)", 1, 64),
+    Param("backend", "torch", "inference backend of the learned method (falls back tensorrt -> onnxruntime -> torch)",
+          choices=("torch", "onnxruntime", "tensorrt")),
+    Param("onnx_dir", "", "where ONNX graphs are exported (per weights hash); empty: ~/.cache/amodalgen3d/onnx"),
+    Param("engine_cache_dir", "", "TensorRT engine cache; empty: <onnx_dir>/engines"),
+    Param("precision", "fp16", "TensorRT precision inside the engine (inputs and outputs stay fp32)",
+          choices=("fp16", "fp32")),
+    Param("force_rebuild", False, "rebuild the TensorRT engines even when the cache matches"),
     Param("min_reconstruct_interval_s", 1.0, "a track is reconstructed at most this often", 0.0, 3600.0),
     Param("reconstruct_timeout_s", 30.0, "a reconstruction running longer marks the track failed", 0.1, 3600.0),
     Param("world_frame", "", "output frame via TF at the image stamp; empty: estimate poses between views"),
@@ -77,6 +84,11 @@ class NodeConfig:
     weights_path: str
     sampling_steps: int
     num_samples: int
+    backend: str
+    onnx_dir: str
+    engine_cache_dir: str
+    precision: str
+    force_rebuild: bool
     min_reconstruct_interval_s: float
     reconstruct_timeout_s: float
     world_frame: str
