@@ -57,7 +57,8 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
           "| method | backend | views | steps | samples | seconds (median) | of which observation |",
           "|---|---|---|---|---|---|---|"]
     for r in rows:
-        md.append(f"| {r['method']} | {r['backend']} | {r['views']} | {r['steps']} | {r['samples']} | {r['seconds_median']:.3f} | "
+        md.append(f"| {r['method']} | {r['backend']} | {r['views']} | {r['steps']} | {r['samples']} | "
+                  f"{r['seconds_median']:.3f} | "
                   f"{r['observation_seconds_median']:.3f} |")
     (out / "speed.md").write_text("\n".join(md) + "\n")
     return report
