@@ -153,3 +153,39 @@ def test_node_survives_malformed_messages_and_counts_them(tmp_path, scene0, ros_
     finally:
         stop_node(proc)
         t.node.destroy_node()
+
+
+@pytest.mark.parametrize("case", ["timeout", "unwritable_output"])
+def test_faults_are_counted_and_the_node_goes_on(tmp_path, scene0, ros_context, case):
+    """A reconstruction past reconstruct_timeout_s fails that track; an output directory that
+    cannot be written only warns while results are still published."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the output directory should be")
+    params = {**TOPICS, "min_reconstruct_interval_s": 0.0, "diagnostics_period_s": 0.2}
+    if case == "timeout":
+        params.update({"method": "symmetry", "reconstruct_timeout_s": 0.1})
+        counter = "reconstructions_timed_out"
+    else:
+        params.update({"method": "support_hull", "output_dir": str(blocker / "out")})
+        counter = "save_failures"
+    proc = start_node(params, tmp_path)
+    t = Peer("itest_timeout")
+    diags = []
+    t.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    try:
+        assert wait_for(t.connected, 30, t.spin)
+        wait_for(lambda: False, 1.0, t.spin)
+        t.publish_view(scene0.views[0], 100_000_000)
+
+        def counted():
+            return bool(diags) and int(float({x.key: x.value for x in diags[-1].status[0].values}
+                                             .get(counter, 0))) >= 1
+        assert wait_for(counted, 60, t.spin), f"no {counter} was counted"
+        assert proc.poll() is None
+        if case == "unwritable_output":
+            assert any(a.objects for a in t.objects), "results must still be published"
+    finally:
+        stop_node(proc)
+        t.node.destroy_node()
