@@ -79,6 +79,7 @@ class AmodalGen3DNode(Node):
         self.wake = threading.Event()
         self.stop = threading.Event()
         self._executor = None
+        self._last_frame: tuple[float, float] | None = None  # (newest frame's stamp, node clock then), s
         self.tf = self._make_tf()
 
         qos_in = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.cfg.input_depth,
@@ -180,6 +181,7 @@ class AmodalGen3DNode(Node):
         stamp = m["color"].header.stamp
         view = View(color, depth, K, labels, T, stamp.sec + stamp.nanosec * 1e-9, frame_id=m["color"].header.frame_id)
         now = time.monotonic()
+        self._last_frame = (view.stamp_s, self.get_clock().now().nanoseconds * 1e-9)
         changed = self.buffer.add_frame(view, now, self.target_ids)
         for tid in changed:
             self.frame_wall[tid] = now
@@ -194,8 +196,12 @@ class AmodalGen3DNode(Node):
         return response
 
     def _expire(self) -> None:
-        now = self.get_clock().now().nanoseconds * 1e-9
-        gone = self.buffer.expire(now)
+        """Sensor time now: the newest frame's stamp plus the node-clock time since it arrived, so
+        tracks expire alike with live cameras, replay with /clock, and stamps not in wall time."""
+        if self._last_frame is None:
+            return
+        stamp_s, clock_s = self._last_frame
+        gone = self.buffer.expire(stamp_s + max(0.0, self.get_clock().now().nanoseconds * 1e-9 - clock_s))
         if gone:
             self.expired.extend(gone)
             self.wake.set()
