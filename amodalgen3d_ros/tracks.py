@@ -89,8 +89,15 @@ class ViewBuffer:
                          "tracks_dropped_capacity": 0, "tracks_expired": 0}
 
     def add_frame(self, view: View, now_wall_s: float, target_ids: list[int] | None = None) -> list[int]:
-        """Offer one frame to every track it shows. Returns the tracks whose view set changed."""
+        """Offer one frame to every track it shows. Returns the tracks whose view set changed.
+
+        With depth, only target pixels with a valid depth count as visible: a view whose depth
+        is all holes on the target adds nothing and must not take the place of one that would."""
         ids, counts = np.unique(view.labels, return_counts=True)
+        if view.depth_m is not None:
+            vid, vcount = np.unique(view.labels[view.depth_m > 0], return_counts=True)
+            valid = dict(zip(vid.tolist(), vcount.tolist()))
+            counts = np.array([valid.get(i, 0) for i in ids.tolist()])
         changed = []
         with self.lock:
             for tid, n in zip(ids.tolist(), counts.tolist()):

@@ -62,3 +62,13 @@ def test_memory_bound_counts_shared_frames_once():
     b.add_frame(frame(0.0, {1: (0, 10, 0, 10), 2: (20, 30, 20, 30)}), 0)
     s = b.stats()
     assert s["views"] == 2 and s["distinct_frames"] == 1
+
+
+def test_view_without_valid_depth_on_target_does_not_block_later_views():
+    """Bug: an all-NaN depth frame became the reference and made the next good frame 'redundant'."""
+    b = ViewBuffer(BufferConfig(min_visible_px=10))
+    holes = frame(0.0, {5: (10, 30, 10, 30)})
+    holes.depth_m[:] = 0
+    assert b.add_frame(holes, 0.0) == []
+    assert b.counters["views_barely_visible"] == 1
+    assert b.add_frame(frame(0.1, {5: (10, 30, 10, 30)}), 0.1) == [5]
