@@ -249,3 +249,18 @@ def run_pose_bench(cfg: BenchConfig, out_dir: str | Path, progress: bool = True)
                   f"{t['median_trans_err_mm']:.1f} | {t['share_rot_err_over_5deg']:.0%} |")
     (out / "poses.md").write_text("\n".join(md) + "\n")
     return report
+
+
+def combine(dirs: list[Path], out: Path) -> dict:
+    """One table from the rows of earlier runs on the same scenes (e.g. baselines + learned)."""
+    reports = [json.loads((d / "bench.json").read_text()) for d in dirs]
+    rows = [r for rep in reports for r in rep["rows"]]
+    summary = summarize(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"combined_from": [str(d) for d in dirs], "configs": [r["config"] for r in reports],
+              "machine": machine_info(), "summary": summary, "rows": rows}
+    (out / "bench.json").write_text(json.dumps(report, indent=1, default=float))
+    posed = "unposed" if reports[0]["config"].get("unposed") else "posed"
+    n = len({r["scene"] for r in rows})
+    (out / "bench.md").write_text(markdown(summary, f"Benchmark: {reports[0]['config']['split']}, {n} scenes, {posed} views"))
+    return report

@@ -56,6 +56,12 @@ def cmd_bench(a: argparse.Namespace) -> int:
         cfg = BenchConfig(data=a.data or "data/heldout_quick", split=a.split, scenes=min(a.scenes, 4),
                           views=tuple(v for v in a.views if v <= 2) or (1,), methods=methods,
                           unposed=a.unposed, workers=a.workers)
+    if a.combine:
+        from .bench import combine
+
+        combine([Path(d) for d in a.combine.split(",")], Path(a.out))
+        print((Path(a.out) / "bench.md").read_text())
+        return 0
     if a.node:
         from .ros.node_bench import run_node_bench
 
@@ -158,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--out", default="bench_out")
     b.add_argument("--allow-failures", action="store_true")
+    b.add_argument("--combine", default=None, help="DIR1,DIR2,...: one table from earlier runs' rows")
     b.add_argument("--node", action="store_true", help="the ROS node under load: CPU, memory, latency")
     b.add_argument("--rate", type=float, default=30.0, help="--node: frame rate")
     b.add_argument("--seconds", type=float, default=60.0, help="--node: duration")
