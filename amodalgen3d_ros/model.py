@@ -514,3 +514,8 @@ def learned_methods() -> dict:
         if path.is_file():
             out[name] = lambda obs, _n=name: learned_method(_n)(obs)
     return out
+
+
+def release_learned_methods() -> None:
+    """Drop every loaded network (a lifecycle node frees its model on deactivate)."""
+    _CACHE.clear()

@@ -22,7 +22,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
@@ -48,26 +48,48 @@ def _descriptor(p) -> ParameterDescriptor:
     return d
 
 
-class AmodalGen3DNode(Node):
+class AmodalGen3DNode(LifecycleNode):
+    """A managed node: configure validates parameters and loads the model; activate subscribes and
+    publishes; deactivate stops input and frees the model; cleanup drops everything else.
+    ``autostart`` (default) takes it to active on start, as an ordinary node would be."""
+
     def __init__(self, **kwargs):
+        # set before Node.__init__: a node that fails to construct is still destroyed by rclpy
+        self.subs: list = []
+        self.worker: threading.Thread | None = None
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self._executor = None
         super().__init__("amodalgen3d_node", **kwargs)
         for p in PARAMS:  # parameters declared in one place (params.py)
             self.declare_parameter(p.name, p.default, _descriptor(p))
-        self.cfg: NodeConfig = validate({p.name: self.get_parameter(p.name).value for p in PARAMS})
-        if self.cfg.torch_threads:
-            import torch
+        self.declare_parameter("autostart", True, ParameterDescriptor(
+            description="configure and activate at start (false: wait for lifecycle transitions)"))
 
-            torch.set_num_threads(self.cfg.torch_threads)
-        self.method = self._load_method()
+    # ---------------------------------------------------------------------------------------- lifecycle
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        try:
+            self.cfg: NodeConfig = validate({p.name: self.get_parameter(p.name).value for p in PARAMS})
+            if self.cfg.torch_threads:
+                import torch
+
+                torch.set_num_threads(self.cfg.torch_threads)
+            self.method = self._load_method()
+        except ParamError as e:
+            self.get_logger().fatal(f"bad parameters: {e}")
+            return TransitionCallbackReturn.FAILURE
+        except Exception as e:  # missing or corrupt weights: one clear line
+            self.get_logger().fatal(f"cannot load the method: {e.__class__.__name__}: {e}")
+            return TransitionCallbackReturn.FAILURE
         self.buffer = ViewBuffer(BufferConfig(self.cfg.max_views, self.cfg.max_tracks, self.cfg.min_visible_px,
                                               self.cfg.min_novelty, self.cfg.track_timeout_s))
         self.target_ids = None if self.cfg.track_ids in ([], [0]) else [int(t) for t in self.cfg.track_ids]
         self.has_depth = bool(self.cfg.depth_topic)
-        names = ["color", "camera_info", "labels"] + (["depth"] if self.has_depth else [])
-        self.sync = StampSynchronizer(len(names), self.cfg.sync_queue_size,
+        self.input_names = ["color", "camera_info", "labels"] + (["depth"] if self.has_depth else [])
+        self.sync = StampSynchronizer(len(self.input_names), self.cfg.sync_queue_size,
                                       int(self.cfg.sync_slop_s * 1e9) if self.cfg.sync_mode == "approximate" else 0)
         self.rejected: dict[str, int] = defaultdict(int)
-        self.stats = defaultdict(float)
+        self.stats: dict[str, float] = defaultdict(float)
         self.rate_count: dict[str, int] = defaultdict(int)
         self.rates: dict[str, float] = {}
         self.results: dict[int, object] = {}  # track id -> ReconstructedObject
@@ -76,12 +98,22 @@ class AmodalGen3DNode(Node):
         self.frame_wall: dict[int, float] = {}  # track id -> wall time its newest view arrived
         self.expired: list = []
         self.force_all = False
-        self.wake = threading.Event()
-        self.stop = threading.Event()
-        self._executor = None
         self._last_frame: tuple[float, float] | None = None  # (newest frame's stamp, node clock then), s
         self.tf = self._make_tf()
+        qos_out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_objects = self.create_lifecycle_publisher(ReconstructedObjectArray, "~/objects", qos_out)
+        self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", qos_out)
+        self.pub_points = self.create_lifecycle_publisher(PointCloud2, "~/points", qos_out)
+        self.pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.srv = self.create_service(Trigger, "~/reconstruct", self._on_trigger)
+        self.timers_ = [self.create_timer(self.cfg.diagnostics_period_s, self._diagnostics),
+                        self.create_timer(0.25, self._expire)]
+        self.get_logger().info(f"configured: method {self.method[0]}")
+        return TransitionCallbackReturn.SUCCESS
 
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        if self.method is None:  # deactivated before: load again
+            self.method = self._load_method()
         qos_in = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.cfg.input_depth,
                             reliability=ReliabilityPolicy.RELIABLE if self.cfg.input_reliability == "reliable"
                             else ReliabilityPolicy.BEST_EFFORT)
@@ -89,38 +121,63 @@ class AmodalGen3DNode(Node):
         topics = {"color": (Image, self.cfg.color_topic), "camera_info": (CameraInfo, self.cfg.camera_info_topic),
                   "labels": (Image, self.cfg.labels_topic), "depth": (Image, self.cfg.depth_topic)}
         self.subs = [self.create_subscription(topics[n][0], topics[n][1], self._input_cb(i, n), qos_in,
-                                              callback_group=group) for i, n in enumerate(names)]
-        self.input_names = names
-        qos_out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_objects = self.create_publisher(ReconstructedObjectArray, "~/objects", qos_out)
-        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", qos_out)
-        self.pub_points = self.create_publisher(PointCloud2, "~/points", qos_out)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.srv = self.create_service(Trigger, "~/reconstruct", self._on_trigger)
-        self.create_timer(self.cfg.diagnostics_period_s, self._diagnostics)
-        self.create_timer(0.25, self._expire)
+                                              callback_group=group) for i, n in enumerate(self.input_names)]
+        self.stop.clear()
         self.worker = threading.Thread(target=self._work, name="amodalgen3d_worker", daemon=True)
         self.worker.start()
         self.get_logger().info(
-            f"ready: method {self.method[0]}, inputs {', '.join(topics[n][1] for n in names)}, "
+            f"active: method {self.method[0]}, inputs {', '.join(topics[n][1] for n in self.input_names)}, "
             f"sync {self.cfg.sync_mode}, {'world frame ' + self.cfg.world_frame if self.tf else 'unposed views'}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        for sub in self.subs:
+            self.destroy_subscription(sub)
+        self.subs = []
+        self._stop_worker()
+        self.method = None  # free the model; activate loads it again
+        from ..model import release_learned_methods
+
+        release_learned_methods()
+        self.get_logger().info("inactive: inputs closed, model freed")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        for t in self.timers_:
+            self.destroy_timer(t)
+        self.destroy_service(self.srv)
+        for p in (self.pub_objects, self.pub_markers, self.pub_points, self.pub_diag):
+            self.destroy_lifecycle_publisher(p)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_worker(self) -> None:
+        self.stop.set()
+        self.wake.set()
+        if self.worker is not None:
+            self.worker.join(timeout=5.0)
+            self.worker = None
 
     # ---------------------------------------------------------------------------------------- set-up
     def _load_method(self):
-        name = self.cfg.method
-        if name == "auto" or name in ("amodalgen3d", "amodal_regressor"):
-            from ..model import DEFAULT_WEIGHTS, learned_method
+        """(name, callable). Learned methods load their weights here (once); a missing or corrupt
+        file raises WeightsError with one clear line."""
+        from ..model import DEFAULT_WEIGHTS, learned_method
 
-            name = resolve_method(name)[0]
-            if name in DEFAULT_WEIGHTS:
-                c = self.cfg
-                fn = learned_method(name, c.weights_path or None, steps=c.sampling_steps, samples=c.num_samples,
-                                    backend=c.backend, onnx_dir=c.onnx_dir or None,
-                                    engine_cache_dir=c.engine_cache_dir or None, precision=c.precision,
-                                    force_rebuild=c.force_rebuild)
-                self.get_logger().info(f"{name}: weights loaded, backend {fn.backend.name}")
-                return name, fn
-        return resolve_method(name)
+        name = self.cfg.method
+        if name == "auto":
+            name = resolve_method("auto")[0]
+        if name not in DEFAULT_WEIGHTS:
+            return resolve_method(name)
+        c = self.cfg
+        fn = learned_method(name, c.weights_path or None, steps=c.sampling_steps, samples=c.num_samples,
+                            backend=c.backend, onnx_dir=c.onnx_dir or None, engine_cache_dir=c.engine_cache_dir or None,
+                            precision=c.precision, force_rebuild=c.force_rebuild)
+        self.get_logger().info(f"{name}: weights loaded, backend {fn.backend.name}")
+        return name, fn
 
     def _make_tf(self):
         if not self.cfg.world_frame:
@@ -352,9 +409,7 @@ class AmodalGen3DNode(Node):
         return [t.track_id for t in list(self.buffer.tracks.values()) if t.version != t.reconstructed_version]
 
     def destroy_node(self):
-        self.stop.set()
-        self.wake.set()
-        self.worker.join(timeout=5.0)
+        self._stop_worker()
         return super().destroy_node()
 
 
@@ -362,14 +417,16 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args if args is not None else sys.argv)
     try:
         node = AmodalGen3DNode()
-    except ParamError as e:
+    except Exception as e:  # a parameter override out of range or of the wrong type: one line
         rclpy.logging.get_logger("amodalgen3d_node").fatal(f"bad parameters: {e}")
         rclpy.try_shutdown()
         return 2
-    except Exception as e:  # e.g. missing or corrupt weights: one clear line
-        rclpy.logging.get_logger("amodalgen3d_node").fatal(f"cannot start: {e.__class__.__name__}: {e}")
-        rclpy.try_shutdown()
-        return 1
+    if node.get_parameter("autostart").value:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            node.destroy_node()
+            rclpy.try_shutdown()
+            return 2
+        node.trigger_activate()
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     try:
