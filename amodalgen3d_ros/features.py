@@ -16,7 +16,9 @@ from .geometry import FusedTarget, ViewPoses, invert, transform
 from .observation import Observation, ray_evidence
 from .surface import Grid
 
-GEO_CHANNELS = ["visible", "free", "behind_target", "behind_occluder", "below_plane", "tsdf", "tsdf_valid"]
+GEO_CHANNELS = ["visible", "free", "behind_target", "behind_occluder", "below_plane", "tsdf", "tsdf_valid",
+                "support_hull"]
+FEATURES_VERSION = 2  # bump when the inputs change: prepared training data is keyed by it
 IMG_CHANNELS = ["r", "g", "b", "depth", "depth_valid", "visible", "occluder",
                 "ray_dx", "ray_dy", "ray_dz", "ray_mx", "ray_my", "ray_mz"]
 
@@ -131,6 +133,24 @@ def _view_crop(obs: Observation, i: int, side_m: float, crop: int) -> np.ndarray
     return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)
 
 
+def support_hull_occupancy(obs: Observation, grid: Grid) -> np.ndarray:
+    """(R, R, R) bool: voxels inside the convex hull of the visible points and their drop onto
+    the support plane: the classical gravity prior, given to the network as a starting guess."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    pts = obs.fused.points
+    if obs.plane is not None:
+        n, d = obs.plane[:3], obs.plane[3]
+        pts = np.concatenate([pts, pts - np.outer(pts @ n + d, n)])
+    try:
+        hull = ConvexHull(pts)
+    except QhullError:
+        return np.zeros(grid.shape, bool)
+    c = grid.centers()
+    inside = np.all(c @ hull.equations[:, :3].T + hull.equations[:, 3] <= 1e-9, axis=1)
+    return inside.reshape(grid.shape)
+
+
 def model_inputs(obs: Observation, cfg: FeatureConfig = FeatureConfig(), jitter_yaw_rad: float = 0.0) -> ModelInputs:
     """Everything the networks see, computed the same way for training and inference."""
     T_out_cube, side = cube_frame(obs, cfg)
@@ -145,7 +165,8 @@ def model_inputs(obs: Observation, cfg: FeatureConfig = FeatureConfig(), jitter_
     geo = np.stack([
         grid.voxelize(cobs.fused.points),
         ev.free > 0, ev.behind_target > 0, ev.behind_occluder > 0, ev.below_plane,
-        np.nan_to_num(ev.tsdf, nan=0.0), ~np.isnan(ev.tsdf)]).astype(np.float32)
+        np.nan_to_num(ev.tsdf, nan=0.0), ~np.isnan(ev.tsdf),
+        support_hull_occupancy(cobs, grid)]).astype(np.float32)
     used = cobs.used_views()
     # the most visible views first: they carry the most
     used = sorted(used, key=lambda i: -cobs.masks[i].visible.sum())[: cfg.max_views]

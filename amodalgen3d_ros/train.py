@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .features import FeatureConfig, model_inputs
+from .features import FEATURES_VERSION, FeatureConfig, model_inputs
 from .geometry import transform
 from .metrics import inside
 from .model import AmodalGen3D, ModelConfig, flow_matching_loss, regression_loss, save_weights
@@ -135,7 +135,7 @@ def prepare(cfg: TrainConfig, fcfg: FeatureConfig, progress: bool = True) -> lis
     scenes = [s for s in scenes if (s / "done").exists()]
     if not scenes:
         raise FileNotFoundError(f"no scenes in {cfg.data}: run `amodalgen3d synth --out {cfg.data} ...` first")
-    root = Path(cfg.data) / f"prepared_s{cfg.seed}_n{cfg.samples_per_scene}"
+    root = Path(cfg.data) / f"prepared_v{FEATURES_VERSION}_s{cfg.seed}_n{cfg.samples_per_scene}"
     root.mkdir(parents=True, exist_ok=True)
     jobs = []
     for k in range(0, cfg.scenes, cfg.shard_size):
