@@ -219,7 +219,7 @@ def view_to_msgs(view, stamp_ns: int, frame_id: str = "camera_color_optical_fram
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import CameraInfo, Image
 
-    header = Header_(ns_to_stamp(stamp_ns, Time), frame_id)
+    header = _header(ns_to_stamp(stamp_ns, Time), frame_id)
     h, w = view.labels.shape
 
     def image(enc: str, arr: np.ndarray) -> Image:
@@ -241,7 +241,7 @@ def view_to_msgs(view, stamp_ns: int, frame_id: str = "camera_color_optical_fram
     return color, depth, info, labels
 
 
-def Header_(stamp, frame_id: str):
+def _header(stamp, frame_id: str):
     from std_msgs.msg import Header
 
     return Header(stamp=stamp, frame_id=frame_id)
