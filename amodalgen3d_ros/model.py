@@ -437,9 +437,10 @@ class LearnedMethod:
     def __init__(self, weights: str | Path, steps: int = 8, samples: int = 4, seed: int = 0,
                  guidance: float = 1.0, fine_res: int = 64, threads: int | None = None, backend: str = "torch",
                  onnx_dir: str | Path | None = None, engine_cache_dir: str | Path | None = None,
-                 precision: str = "fp16", force_rebuild: bool = False):
+                 precision: str = "fp16", force_rebuild: bool = False, hull_residual: bool = True):
         from .backends import file_sha256, make_backend
 
+        self.hull_residual = hull_residual
         self.model = load_weights(weights)
         self.backend = make_backend(backend, self.model, onnx_dir, threads or 0, file_sha256(weights), engine_cache_dir,
                                     precision, force_rebuild)
@@ -476,8 +477,18 @@ class LearnedMethod:
         f = Rf / R
         fine = ndimage.zoom(prob, f, order=1, mode="nearest", grid_mode=True)
         grid = mi.grid(Rf)
-        ev = ray_evidence(in_frame(obs, mi.T_out_cube), grid, trunc_m=2 * grid.voxel_m)
+        cobs = in_frame(obs, mi.T_out_cube)
+        ev = ray_evidence(cobs, grid, trunc_m=2 * grid.voxel_m)
         field = fine.copy()
+        if self.hull_residual and "support_hull" in GEO_CHANNELS:
+            # The network sees the hull on its coarse grid and predicts where to depart from it;
+            # apply that departure to the exact hull on the fine grid, so where the network keeps
+            # the hull its faces stay exact (a 32^3 voxel is ~1 cm), and concavities, handles and
+            # hidden extents still come from the network.
+            hull_fine = hull_field(cobs, grid)
+            hull_coarse = ndimage.zoom(mi.geo[GEO_CHANNELS.index("support_hull")], f, order=1, mode="nearest",
+                                       grid_mode=True)
+            field = np.clip(hull_fine + (fine - hull_coarse), 0.0, 1.0)
         band = ~np.isnan(ev.tsdf)
         field[band] = 0.5 - 0.5 * ev.tsdf[band]  # seen surface: the measurement wins
         field[(ev.free > 0) & ~band] = 0.0  # seen empty
@@ -493,6 +504,23 @@ class LearnedMethod:
         conf = np.where(band[ijk[:, 0], ijk[:, 1], ijk[:, 2]], 1.0, conf)  # measured surface
         mesh.vertices = transform(mi.T_out_cube, mesh.vertices)
         return mesh, np.clip(conf, 0, 1).astype(np.float32)
+
+
+def hull_field(obs, grid) -> np.ndarray:
+    """(R, R, R) float in [0, 1]: 0.5 exactly on the support-plane hull's faces, a one-voxel ramp
+    across them (signed distance to the hull's planes), so marching cubes puts faces where they are."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    pts = obs.fused.points
+    if obs.plane is not None:
+        n, d = obs.plane[:3], obs.plane[3]
+        pts = np.concatenate([pts, pts - np.outer(pts @ n + d, n)])
+    try:
+        eq = ConvexHull(pts).equations
+    except QhullError:
+        return np.zeros(grid.shape, np.float32)
+    sd = (grid.centers() @ eq[:, :3].T + eq[:, 3]).max(1)  # > 0 outside (distance to the farthest plane)
+    return np.clip(0.5 - sd / grid.voxel_m, 0.0, 1.0).reshape(grid.shape).astype(np.float32)
 
 
 _CACHE: dict[str, LearnedMethod] = {}

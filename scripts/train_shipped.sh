@@ -7,7 +7,7 @@ amo=.venv/bin/amodalgen3d
 $amo synth --out data/train --scenes 3000 --seed 0 --split train
 # prepare once (both runs read the same shards), then train both at once
 .venv/bin/python -c "from amodalgen3d_ros.train import prepare, TrainConfig; from amodalgen3d_ros.features import FeatureConfig; prepare(TrainConfig(), FeatureConfig())"
-$amo train --mode flow --steps "${FLOW_STEPS:-1200}" --threads 1 --out runs/flow2 > runs/train_flow2.log 2>&1 &
+$amo train --mode flow --steps "${FLOW_STEPS:-1500}" --threads 1 --out runs/flow2 > runs/train_flow2.log 2>&1 &
 $amo train --mode regress --steps "${REGRESS_STEPS:-700}" --threads 1 --out runs/regress2 > runs/train_regress2.log 2>&1 &
 wait
 cp runs/flow2/flow.safetensors amodalgen3d_ros/weights/amodalgen3d_flow.safetensors
