@@ -412,6 +412,14 @@ def load_weights(path: str | Path) -> AmodalGen3D:
     return model.eval()
 
 
+def weights_meta(path: str | Path) -> dict:
+    """The 'meta' JSON stored in a weights file (steps, data, calibrated level, ...)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {}).get("meta", "{}"))
+
+
 def to_batch(mi: ModelInputs) -> tuple[torch.Tensor, ...]:
     """ModelInputs -> (geo, views, tau, valid) tensors with batch 1."""
     return (torch.from_numpy(mi.geo)[None], torch.from_numpy(mi.views)[None],
@@ -437,11 +445,15 @@ class LearnedMethod:
     def __init__(self, weights: str | Path, steps: int = 8, samples: int = 4, seed: int = 0,
                  guidance: float = 1.0, fine_res: int = 64, threads: int | None = None, backend: str = "torch",
                  onnx_dir: str | Path | None = None, engine_cache_dir: str | Path | None = None,
-                 precision: str = "fp16", force_rebuild: bool = False, hull_residual: bool = True):
+                 precision: str = "fp16", force_rebuild: bool = False, hull_residual: bool = True,
+                 level: float | None = None):
         from .backends import file_sha256, make_backend
 
         self.hull_residual = hull_residual
         self.model = load_weights(weights)
+        # the occupancy level of the surface: calibrated on validation scenes (not the benchmark's)
+        # and stored in the weights' metadata by `amodalgen3d calibrate`; 0.5 if absent
+        self.level = level if level is not None else weights_meta(weights).get("level", 0.5)
         self.backend = make_backend(backend, self.model, onnx_dir, threads or 0, file_sha256(weights), engine_cache_dir,
                                     precision, force_rebuild)
         self.steps, self.samples, self.seed, self.guidance = steps, samples, seed, guidance
@@ -462,13 +474,12 @@ class LearnedMethod:
             p = torch.sigmoid(self.model(torch.zeros(1, 1, *geo.shape[2:]), torch.zeros(1), geo, views, tau, valid))[0, 0]
             return p.numpy(), np.zeros_like(p.numpy())
 
-    def __call__(self, obs):
+    def field(self, obs) -> dict:
+        """The fine occupancy field in the cube (before the surface level is applied)."""
         from scipy import ndimage
 
         from .features import in_frame, model_inputs
-        from .geometry import transform
         from .observation import ray_evidence
-        from .surface import mesh_from_field
 
         mi = model_inputs(obs, self.fcfg)
         prob, spread = self.occupancy(mi)
@@ -490,20 +501,31 @@ class LearnedMethod:
                                        grid_mode=True)
             field = np.clip(hull_fine + (fine - hull_coarse), 0.0, 1.0)
         band = ~np.isnan(ev.tsdf)
-        field[band] = 0.5 - 0.5 * ev.tsdf[band]  # seen surface: the measurement wins
         field[(ev.free > 0) & ~band] = 0.0  # seen empty
         field[ev.below_plane] = 0.0
-        try:
-            mesh = mesh_from_field(field, grid, 0.5, smooth_iters=5)
-        except ValueError:  # the network saw nothing: fall back to the observation alone
-            mesh = mesh_from_field(np.where(band, field, 0.0), grid, 0.5)
         spread_fine = ndimage.zoom(spread, f, order=1, mode="nearest", grid_mode=True)
-        ijk, ok = grid.index_of(mesh.vertices)
-        ijk = np.clip(ijk, 0, Rf - 1)
-        conf = 1.0 - 2.0 * spread_fine[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
+        return {"field": field, "tsdf": ev.tsdf, "band": band, "grid": grid, "spread": spread_fine, "mi": mi}
+
+    def mesh(self, fd: dict, level: float):
+        """Closed mesh (output frame) and per-vertex confidence at a surface level."""
+        from .geometry import transform
+        from .surface import mesh_from_field
+
+        field, band, grid = fd["field"].copy(), fd["band"], fd["grid"]
+        field[band] = np.clip(level - 0.5 * fd["tsdf"][band], 0, 1)  # seen surface: the measurement wins
+        try:
+            mesh = mesh_from_field(field, grid, level, smooth_iters=5)
+        except ValueError:  # the network saw nothing: fall back to the observation alone
+            mesh = mesh_from_field(np.where(band, field, 0.0), grid, level)
+        ijk, _ = grid.index_of(mesh.vertices)
+        ijk = np.clip(ijk, 0, grid.shape[0] - 1)
+        conf = 1.0 - 2.0 * fd["spread"][ijk[:, 0], ijk[:, 1], ijk[:, 2]]
         conf = np.where(band[ijk[:, 0], ijk[:, 1], ijk[:, 2]], 1.0, conf)  # measured surface
-        mesh.vertices = transform(mi.T_out_cube, mesh.vertices)
+        mesh.vertices = transform(fd["mi"].T_out_cube, mesh.vertices)
         return mesh, np.clip(conf, 0, 1).astype(np.float32)
+
+    def __call__(self, obs):
+        return self.mesh(self.field(obs), self.level)
 
 
 def hull_field(obs, grid) -> np.ndarray:
