@@ -96,6 +96,13 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(a: argparse.Namespace) -> int:
+    from .calibrate import calibrate
+
+    print(json.dumps(calibrate(a.weights, data=a.data, scenes=a.scenes, seed=a.seed), indent=1))
+    return 0
+
+
 def _params(pairs: list[str]) -> dict[str, str]:
     out = {}
     for p in pairs or []:
@@ -187,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-scca", action="store_true", help="ablation: without Stereo-Conditioned Cross Attention")
     t.add_argument("--no-gate", action="store_true", help="ablation: SCCA without its gate")
     t.set_defaults(fn=cmd_train)
+    c = sub.add_parser("calibrate", help="choose a learned method's surface level on fresh validation scenes")
+    c.add_argument("weights")
+    c.add_argument("--data", default="data/calib")
+    c.add_argument("--scenes", type=int, default=12)
+    c.add_argument("--seed", type=int, default=99)
+    c.set_defaults(fn=cmd_calibrate)
+
     rp = sub.add_parser("replay", help="play a rosbag2 through the node, record its outputs, write meshes")
     rp.add_argument("bag")
     rp.add_argument("-o", "--output", required=True)

@@ -12,3 +12,6 @@ $amo train --mode regress --steps "${REGRESS_STEPS:-700}" --threads 1 --out runs
 wait
 cp runs/flow2/flow.safetensors amodalgen3d_ros/weights/amodalgen3d_flow.safetensors
 cp runs/regress2/regress.safetensors amodalgen3d_ros/weights/amodal_regressor.safetensors
+# the surface level, on fresh validation scenes (train split, seed 99), never the benchmark's
+$amo calibrate amodalgen3d_ros/weights/amodalgen3d_flow.safetensors
+$amo calibrate amodalgen3d_ros/weights/amodal_regressor.safetensors

@@ -105,3 +105,11 @@ def test_learned_method_gives_a_closed_mesh(tmp_path, scene0):
     mesh, conf = method(observe(scene0.views[:2], scene0.target_id))
     assert mesh.is_watertight and mesh.volume > 0 and len(conf) == len(mesh.vertices)
     assert np.linalg.norm(mesh.centroid - scene0.target_mesh.centroid) < 0.1
+
+
+def test_calibrated_level_travels_in_the_weights(tmp_path):
+    M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "w.safetensors", {"level": 0.3})
+    assert M.weights_meta(tmp_path / "w.safetensors")["level"] == 0.3
+    assert M.LearnedMethod(tmp_path / "w.safetensors").level == 0.3
+    M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "v.safetensors")
+    assert M.LearnedMethod(tmp_path / "v.safetensors").level == 0.5
