@@ -5,7 +5,8 @@ Conventions: ``T_a_b`` maps points from frame b to frame a; points are (N, 3) fl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -222,6 +223,26 @@ class ViewPoses:
         return [i for i, T in enumerate(self.T_out_cam) if T is not None]
 
 
+_REGISTRATIONS: OrderedDict[tuple, Registration] = OrderedDict()
+_REGISTRATION_CACHE_SIZE = 256
+
+
+def register_cached(ref: View, view: View, seed: int) -> Registration:
+    """register_view, remembered per (reference frame, frame) pair: the node reconstructs a track
+    again as its views change, and most pairs are the same as last time. Keyed by the frames'
+    identity and stamps, so a frame object reused for new data is not mistaken for the old one."""
+    key = (id(ref), ref.stamp_s, id(view), view.stamp_s)
+    hit = _REGISTRATIONS.get(key)
+    if hit is not None:
+        _REGISTRATIONS.move_to_end(key)
+        return replace(hit)
+    r = register_view(ref, view, seed=seed)
+    _REGISTRATIONS[key] = replace(r)
+    while len(_REGISTRATIONS) > _REGISTRATION_CACHE_SIZE:
+        _REGISTRATIONS.popitem(last=False)
+    return r
+
+
 def resolve_poses(views: list[View], seed: int = 0) -> ViewPoses:
     """Given poses when every view has one (world frame); else register to the reference view.
 
@@ -233,7 +254,7 @@ def resolve_poses(views: list[View], seed: int = 0) -> ViewPoses:
     T: list[np.ndarray | None] = [np.eye(4)] + [None] * (len(views) - 1)
     regs: list[Registration | None] = [Registration(np.eye(4), 1.0, 0.0, 0)] + [None] * (len(views) - 1)
     for i in range(1, len(views)):
-        r = register_view(views[0], views[i], seed=seed + i)
+        r = register_cached(views[0], views[i], seed=seed + i)
         regs[i] = r
         if r.ok:
             T[i] = r.T_ref_cam
@@ -244,7 +265,7 @@ def resolve_poses(views: list[View], seed: int = 0) -> ViewPoses:
             Tj = T[j]
             if j == i or Tj is None:
                 continue
-            r = register_view(views[j], views[i], seed=seed + 100 + i)
+            r = register_cached(views[j], views[i], seed=seed + 100 + i)
             if r.ok:
                 assert r.T_ref_cam is not None
                 T[i] = Tj @ r.T_ref_cam

@@ -65,3 +65,16 @@ def test_fusion_lands_on_the_target_surface(scene0):
     fused = G.fuse_target(scene0.views[:4], scene0.target_id)
     d = distance_to_mesh(scene0.target_mesh, fused.points[::50])
     assert np.median(d) < 0.003  # noisy depth, exact poses: millimetres from the true surface
+
+
+def test_registrations_are_remembered_per_frame_pair(scene0, monkeypatch):
+    views = [View(v.color, v.depth_m, v.K, v.labels, None, stamp_s=0.1 * i, name=v.name)
+             for i, v in enumerate(scene0.views[:3])]
+    first = G.resolve_poses(views)
+    calls = []
+    real = G.register_view
+    monkeypatch.setattr(G, "register_view", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = G.resolve_poses(views[:2] + [views[2]])
+    assert calls == []  # every pair came from the cache
+    for a, b in zip(first.T_out_cam, again.T_out_cam):
+        assert (a is None) == (b is None) and (a is None or np.allclose(a, b))
