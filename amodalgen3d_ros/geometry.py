@@ -91,9 +91,15 @@ def kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 def _features(view: View, n_features: int) -> tuple[list, np.ndarray | None]:
     gray = cv2.cvtColor(view.color, cv2.COLOR_RGB2GRAY)
+    # features on at most ~320 px wide images: as many matches as needed, a fraction of the time
+    scale = max(1, view.width // 320)
+    if scale > 1:
+        gray = cv2.resize(gray, (view.width // scale, view.height // scale), interpolation=cv2.INTER_AREA)
     # SIFT: more matches than ORB under the wide baselines of a camera moving around an object
     sift = cv2.SIFT_create(nfeatures=n_features, contrastThreshold=0.01)  # type: ignore[attr-defined]
     kps, desc = sift.detectAndCompute(gray, None)
+    if scale > 1:
+        kps = [cv2.KeyPoint((k.pt[0] + 0.5) * scale - 0.5, (k.pt[1] + 0.5) * scale - 0.5, k.size * scale) for k in kps]
     return list(kps), desc
 
 
@@ -132,7 +138,7 @@ def _ransac_rigid(src: np.ndarray, dst: np.ndarray, rng: np.random.Generator,
 
 def _frame_cloud(view: View, voxel_m: float) -> o3d.geometry.PointCloud:
     assert view.depth_m is not None
-    pts, _ = backproject(view.depth_m, view.K, stride=2)
+    pts, _ = backproject(view.depth_m, view.K, stride=2 * max(1, view.width // 320))
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
     pc = pc.voxel_down_sample(voxel_m)
     pc.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * voxel_m, max_nn=30))
@@ -194,7 +200,7 @@ def depth_consistency(ref: View, view: View, T_ref_cam: np.ndarray, tol_m: float
     Points behind the reference surface may be occluded there and are not judged.
     """
     assert ref.depth_m is not None and view.depth_m is not None
-    pts, vu = backproject(view.depth_m, view.K, stride=3)
+    pts, vu = backproject(view.depth_m, view.K, stride=3 * max(1, view.width // 320))
     uv, z = project(transform(T_ref_cam, pts), ref.K)
     u, v = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
     ok = (z > 0) & (u >= 0) & (u < ref.width) & (v >= 0) & (v < ref.height)

@@ -538,10 +538,16 @@ def hull_field(obs, grid) -> np.ndarray:
         n, d = obs.plane[:3], obs.plane[3]
         pts = np.concatenate([pts, pts - np.outer(pts @ n + d, n)])
     try:
-        eq = ConvexHull(pts).equations
+        # merge facets within half a millimetre: a noisy cloud's hull has thousands of tiny facets
+        # (a voxels x facets product of gigabytes); merged ones repeat a plane, kept once
+        eq = ConvexHull(pts, qhull_options="Qt C-0.0005").equations
     except QhullError:
         return np.zeros(grid.shape, np.float32)
-    sd = (grid.centers() @ eq[:, :3].T + eq[:, 3]).max(1)  # > 0 outside (distance to the farthest plane)
+    eq = np.unique(np.round(eq, 6), axis=0)
+    c = grid.centers()
+    sd = np.empty(len(c))
+    for k in range(0, len(c), 65536):  # bounded memory
+        sd[k:k + 65536] = (c[k:k + 65536] @ eq[:, :3].T + eq[:, 3]).max(1)  # > 0 outside
     return np.clip(0.5 - sd / grid.voxel_m, 0.0, 1.0).reshape(grid.shape).astype(np.float32)
 
 

@@ -99,6 +99,7 @@ class AmodalGen3DNode(LifecycleNode):
         self.expired: list = []
         self.force_all = False
         self._last_frame: tuple[float, float] | None = None  # (newest frame's stamp, node clock then), s
+        self._last_taken_ns: int | None = None
         self.tf = self._make_tf()
         qos_out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_objects = self.create_lifecycle_publisher(ReconstructedObjectArray, "~/objects", qos_out)
@@ -210,9 +211,22 @@ class AmodalGen3DNode(LifecycleNode):
     def _input_cb(self, index: int, name: str):
         def cb(msg):
             self.rate_count[name] += 1
-            for _, items in self.sync.add(index, conv.stamp_to_ns(msg.header.stamp), msg):
+            for stamp_ns, items in self.sync.add(index, conv.stamp_to_ns(msg.header.stamp), msg):
+                if self._rate_limited(stamp_ns):
+                    continue
                 self._on_frame(dict(zip(self.input_names, items)))
         return cb
+
+    def _rate_limited(self, stamp_ns: int) -> bool:
+        """Take at most max_frame_rate_hz frames per second of sensor time (a looping bag resets)."""
+        if self.cfg.max_frame_rate_hz <= 0:
+            return False
+        last = self._last_taken_ns
+        if last is not None and 0 <= stamp_ns - last < 1e9 / self.cfg.max_frame_rate_hz:
+            self.stats["frames_skipped_rate"] += 1
+            return True
+        self._last_taken_ns = stamp_ns
+        return False
 
     def _reject(self, cause: str, detail: str = "") -> None:
         self.rejected[cause] += 1

@@ -34,6 +34,8 @@ PARAMS: list[Param] = [
     Param("sync_mode", "exact", "stamp matching of the inputs", choices=("exact", "approximate")),
     Param("sync_slop_s", 0.02, "largest stamp difference in approximate mode", 0.0, 1.0),
     Param("sync_queue_size", 30, "frames waiting per input for their partners", 1, 1000),
+    Param("max_frame_rate_hz", 5.0, "matched frames taken per second at most (sparse views need few; the rest "
+          "are counted and skipped before conversion); 0: all", 0.0, 1000.0),
     # view buffer
     Param("max_views", 6, "views kept per track", 1, 32),
     Param("max_tracks", 10, "tracks kept at once", 1, 1000),
@@ -74,6 +76,7 @@ class NodeConfig:
     sync_mode: str
     sync_slop_s: float
     sync_queue_size: int
+    max_frame_rate_hz: float
     max_views: int
     max_tracks: int
     min_visible_px: int
