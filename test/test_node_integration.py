@@ -66,7 +66,7 @@ def test_node_publishes_closed_mesh_of_right_size_and_place(tmp_path, scene0, ro
         assert wait_for(t.connected, 30, t.spin), "the node's subscriptions never appeared"
         wait_for(lambda: False, 1.0, t.spin)  # let discovery settle on the node's side too
         for k, v in enumerate(scene0.views[:4]):
-            t.publish_view(v, (k + 1) * 100_000_000)
+            t.publish_view(v, (k + 1) * 500_000_000)  # 2 Hz: within max_frame_rate_hz
             t.spin(0.05)
 
         def done():

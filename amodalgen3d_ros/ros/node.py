@@ -225,8 +225,7 @@ class AmodalGen3DNode(LifecycleNode):
         if last is not None and 0 <= stamp_ns - last < 1e9 / self.cfg.max_frame_rate_hz:
             self.stats["frames_skipped_rate"] += 1
             return True
-        self._last_taken_ns = stamp_ns
-        return False
+        return False  # the slot is taken in _on_frame by a usable frame: bad or empty frames take none
 
     def _reject(self, cause: str, detail: str = "") -> None:
         self.rejected[cause] += 1
@@ -252,6 +251,9 @@ class AmodalGen3DNode(LifecycleNode):
         stamp = m["color"].header.stamp
         view = View(color, depth, K, labels, T, stamp.sec + stamp.nanosec * 1e-9, frame_id=m["color"].header.frame_id)
         now = time.monotonic()
+        # only a usable frame (some labelled pixel with depth) takes the rate limiter's slot
+        if ((labels > 0) & (depth > 0)).any() if depth is not None else (labels > 0).any():
+            self._last_taken_ns = conv.stamp_to_ns(stamp)
         self._last_frame = (view.stamp_s, self.get_clock().now().nanoseconds * 1e-9)
         changed = self.buffer.add_frame(view, now, self.target_ids)
         for tid in changed:

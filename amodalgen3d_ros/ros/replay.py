@@ -110,6 +110,15 @@ def replay(bag: str | Path, out: str | Path, rate: float = 1.0, start: bool = Tr
         conns[key] = writer.add_connection(topic, msgtype, typestore=ts)
         node.create_subscription(msg_class(msgtype), topic, recorder(key, topic), q)
     clock_pub = node.create_publisher(Clock, "/clock", 10)
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    node_state: dict[str, str] = {}
+
+    def on_diag(msg):
+        for st in msg.status:
+            if st.name.startswith("amodalgen3d_node"):
+                node_state.update({kv.key: kv.value for kv in st.values})
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     try:
         with AnyReader([bag]) as reader:
             pubs = {c.topic: node.create_publisher(msg_class(c.msgtype), c.topic, q) for c in reader.connections}
@@ -142,9 +151,12 @@ def replay(bag: str | Path, out: str | Path, rate: float = 1.0, start: bool = Tr
             sim += 100_000_000
             clock_pub.publish(Clock(clock=_stamp(sim)))
             rclpy.spin_once(node, timeout_sec=0.1)
-            if last and set(last) <= deleted:
+            # done when the node holds no track any more (all expired and reconstructed once more)
+            # and every track that had a result has been deleted
+            if last and set(last) <= deleted and node_state.get("buffer_tracks") == "0" \
+                    and node_state.get("queue_tracks_due") == "0":
                 break
-        done = bool(last) and set(last) <= deleted
+        done = bool(last) and set(last) <= deleted and node_state.get("buffer_tracks") == "0"
     finally:
         writer.close()
         node.destroy_node()
