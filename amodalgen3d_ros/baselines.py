@@ -10,7 +10,7 @@ import trimesh
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from .observation import Observation, object_cube, ray_evidence
+from .observation import Observation, object_cube, ray_evidence, support_points
 from .surface import Grid, grid_around, mesh_from_field, mesh_from_occupancy, solidify
 
 
@@ -44,10 +44,7 @@ def project_to_plane(points: np.ndarray, plane: np.ndarray) -> np.ndarray:
 
 def support_hull(obs: Observation) -> trimesh.Trimesh:
     """Convex hull of the points and their drop onto the support plane (gravity prior)."""
-    pts = obs.fused.points
-    if obs.plane is None:
-        return _hull(pts)
-    return _hull(np.concatenate([pts, project_to_plane(pts, obs.plane)]))
+    return _hull(support_points(obs))
 
 
 def _free_violation(obs: Observation, pts: np.ndarray, margin_m: float = 0.01) -> np.ndarray:

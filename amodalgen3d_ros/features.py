@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .geometry import FusedTarget, ViewPoses, invert, transform
-from .observation import Observation, ray_evidence
+from .observation import Observation, ray_evidence, support_points
 from .surface import Grid
 
 GEO_CHANNELS = ["visible", "free", "behind_target", "behind_occluder", "below_plane", "tsdf", "tsdf_valid",
@@ -138,12 +138,8 @@ def support_hull_occupancy(obs: Observation, grid: Grid) -> np.ndarray:
     the support plane: the classical gravity prior, given to the network as a starting guess."""
     from scipy.spatial import ConvexHull, QhullError
 
-    pts = obs.fused.points
-    if obs.plane is not None:
-        n, d = obs.plane[:3], obs.plane[3]
-        pts = np.concatenate([pts, pts - np.outer(pts @ n + d, n)])
     try:
-        hull = ConvexHull(pts)
+        hull = ConvexHull(support_points(obs))
     except QhullError:
         return np.zeros(grid.shape, bool)
     c = grid.centers()

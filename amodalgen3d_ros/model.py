@@ -533,14 +533,12 @@ def hull_field(obs, grid) -> np.ndarray:
     across them (signed distance to the hull's planes), so marching cubes puts faces where they are."""
     from scipy.spatial import ConvexHull, QhullError
 
-    pts = obs.fused.points
-    if obs.plane is not None:
-        n, d = obs.plane[:3], obs.plane[3]
-        pts = np.concatenate([pts, pts - np.outer(pts @ n + d, n)])
+    from .observation import support_points
+
     try:
         # merge facets within half a millimetre: a noisy cloud's hull has thousands of tiny facets
         # (a voxels x facets product of gigabytes); merged ones repeat a plane, kept once
-        eq = ConvexHull(pts, qhull_options="Qt C-0.0005").equations
+        eq = ConvexHull(support_points(obs), qhull_options="Qt C-0.0005").equations
     except QhullError:
         return np.zeros(grid.shape, np.float32)
     eq = np.unique(np.round(eq, 6), axis=0)

@@ -45,6 +45,16 @@ def observe(views: list[View], target_id: int, seed: int = 0, poses: ViewPoses |
     return Observation(views, target_id, poses, fused, masks, plane)
 
 
+def support_points(obs: Observation) -> np.ndarray:
+    """(2N, 3) the visible points and their drop onto the support plane (the gravity prior), or
+    the visible points alone when no plane was found."""
+    pts = obs.fused.points
+    if obs.plane is None:
+        return pts
+    n, d = obs.plane[:3], obs.plane[3]
+    return np.concatenate([pts, pts - np.outer(pts @ n + d, n)])
+
+
 def object_cube(obs: Observation, scale: float = 2.0, min_side_m: float = 0.04) -> tuple[np.ndarray, float]:
     """A cube (centre (3,), side m) that the whole target fits in, hidden part included.
 

@@ -44,14 +44,19 @@ def test_view_wise_fusion_weights_follow_visibility():
 
 
 def test_gate_closed_key_is_ignored():
+    """log g on the logits: keys whose gate is closed drop out of the attention."""
+    torch.manual_seed(0)
     sc = M.StereoConditionedCrossAttention(8, 2)
+    torch.nn.init.normal_(sc.attn.proj.weight)
     x, geo = torch.randn(1, 4, 8), torch.randn(1, 3, 8)
-    with torch.no_grad():
-        sc.gate[-1].bias.fill_(-50.0)  # every key closed ...
-        sc.gate[-1].weight.zero_()
-        sc.gate[-1].bias[0] = 50.0  # ... but head 0's
-    out = sc(x, geo)
-    assert torch.isfinite(out).all()
+
+    class Gate(torch.nn.Module):  # open for key 0, closed for keys 1 and 2, every head
+        def forward(self, g):
+            return torch.tensor([50.0, -50.0, -50.0])[None, :, None].expand(g.shape[0], 3, 2)
+    sc.gate = Gate()
+    torch.testing.assert_close(sc(x, geo), sc.attn(x, geo[:, :1]), atol=1e-5, rtol=1e-5)
+    sc.use_gate = False  # without the gate all keys count
+    assert not torch.allclose(sc(x, geo), sc.attn(x, geo[:, :1]), atol=1e-3)
 
 
 @pytest.mark.parametrize("mode", ["flow", "regress"])
