@@ -5,8 +5,10 @@ Conventions: ``T_a_b`` maps points from frame b to frame a; points are (N, 3) fl
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import cv2
@@ -137,6 +139,23 @@ def _ransac_rigid(src: np.ndarray, dst: np.ndarray, rng: np.random.Generator,
     return kabsch(src[best], dst[best]), best
 
 
+_O3D_LOCK = threading.Lock()
+
+
+@contextmanager
+def _open3d_single_thread():
+    """Open3D's ICP sums its normal equations across OpenMP threads in no fixed order: the same
+    frames gave poses differing in the last bits, and after marching cubes a replayed bag gave
+    other meshes. One thread makes a pose a function of its frames alone (the clouds are small)."""
+    with _O3D_LOCK:
+        n = o3d.utility.get_max_threads()
+        o3d.utility.set_max_threads(1)
+        try:
+            yield
+        finally:
+            o3d.utility.set_max_threads(n)
+
+
 def _frame_cloud(view: View, voxel_m: float) -> o3d.geometry.PointCloud:
     assert view.depth_m is not None
     pts, _ = backproject(view.depth_m, view.K, stride=2 * max(1, view.width // 320))
@@ -175,15 +194,16 @@ def register_view(ref: View, view: View, seed: int = 0, n_features: int = 3000,
     if T is None or n_inl < min_inliers:
         return Registration(None, 0.0, np.inf, n_inl, f"{n_inl} RANSAC inliers")
     voxel = icp_radius_m / 2
-    src, dst = _frame_cloud(view, voxel), _frame_cloud(ref, voxel)
-    est = o3d.pipelines.registration.TransformationEstimationPointToPlane()
-    T_cur = T
-    # Coarse-to-fine ICP: a wide radius absorbs RANSAC's error, a tight one settles it.
-    for radius in (3 * icp_radius_m, icp_radius_m):
-        res = o3d.pipelines.registration.registration_icp(
-            src, dst, radius, T_cur, est,
-            o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
-        T_cur = np.asarray(res.transformation)
+    with _open3d_single_thread():
+        src, dst = _frame_cloud(view, voxel), _frame_cloud(ref, voxel)
+        est = o3d.pipelines.registration.TransformationEstimationPointToPlane()
+        T_cur = T
+        # Coarse-to-fine ICP: a wide radius absorbs RANSAC's error, a tight one settles it.
+        for radius in (3 * icp_radius_m, icp_radius_m):
+            res = o3d.pipelines.registration.registration_icp(
+                src, dst, radius, T_cur, est,
+                o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
+            T_cur = np.asarray(res.transformation)
     fitness = depth_consistency(ref, view, T_cur)
     if fitness < min_fitness:
         return Registration(None, fitness, float(res.inlier_rmse), n_inl,
@@ -340,6 +360,31 @@ def fuse_target(views: list[View], target_id: int, poses: ViewPoses | None = Non
 # Support plane
 # --------------------------------------------------------------------------------------------
 
+def _ransac_plane(pts: np.ndarray, rng: np.random.Generator, thresh_m: float = 0.005, iters: int = 300,
+                  min_inlier_share: float = 0.3) -> np.ndarray | None:
+    """[n, d] by RANSAC on a subsample, refined by least squares on all inliers. Our own numpy
+    loop, not Open3D's segment_plane: that one draws its samples across OpenMP threads, so the same
+    points could give another plane, and a replayed bag other meshes."""
+    sub = pts[rng.choice(len(pts), 20000, replace=False)] if len(pts) > 20000 else pts
+    tri = sub[rng.integers(0, len(sub), (iters, 3))]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    norm = np.linalg.norm(n, axis=1)
+    good = norm > 1e-9
+    if not good.any():
+        return None
+    n = n[good] / norm[good, None]
+    d = -np.einsum("ij,ij->i", n, tri[good, 0])
+    counts = np.array([(np.abs(sub @ n[k] + d[k]) < thresh_m).sum() for k in range(len(n))])
+    best = int(np.argmax(counts))  # the first of equals: deterministic
+    inl = np.abs(pts @ n[best] + d[best]) < thresh_m
+    if inl.sum() < min_inlier_share * len(pts):
+        return None
+    q = pts[inl]
+    c = q.mean(0)
+    normal = np.linalg.svd(q - c, full_matrices=False)[2][2]
+    return np.r_[normal, -normal @ c]
+
+
 def fit_support_plane(views: list[View], poses: ViewPoses, target_points: np.ndarray,
                       seed: int = 0) -> np.ndarray | None:
     """RANSAC plane (4,) [n, d] with n . x + d = 0, n pointing up (towards the cameras),
@@ -358,13 +403,9 @@ def fit_support_plane(views: list[View], poses: ViewPoses, target_points: np.nda
     pts = np.concatenate(bg)
     if len(pts) < 50:
         return None
-    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
-    o3d.utility.random.seed(seed)
-    plane, inliers = pc.segment_plane(distance_threshold=0.005, ransac_n=3, num_iterations=300)
-    if len(inliers) < 0.3 * len(pts):
+    plane = _ransac_plane(pts, np.random.default_rng(seed))
+    if plane is None:
         return None
-    plane = np.asarray(plane, np.float64)
-    plane /= np.linalg.norm(plane[:3])
     cam_center = poses.T_out_cam[poses.used[0]][:3, 3]  # type: ignore[index]
     if plane[:3] @ cam_center + plane[3] < 0:
         plane = -plane

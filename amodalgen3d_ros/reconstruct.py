@@ -84,6 +84,13 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
     methods = available_methods()
     if name == "auto":
         name = "amodalgen3d" if "amodalgen3d" in methods else "support_hull"
+    if "@" in name:  # a learned method with other weights: "amodalgen3d@runs/x/flow.safetensors"
+        base, _, weights = name.partition("@")
+        if base not in methods or not Path(weights).is_file():
+            raise ViewsFormatError(f"'{name}': expected LEARNED_METHOD@WEIGHTS_FILE with an existing file")
+        from .model import learned_method
+
+        return name, lambda obs: learned_method(base, weights)(obs)
     if name not in methods:
         raise ViewsFormatError(f"unknown method '{name}' (choose from auto, {', '.join(sorted(methods))})")
     return name, methods[name]

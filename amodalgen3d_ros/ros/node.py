@@ -97,6 +97,9 @@ class AmodalGen3DNode(LifecycleNode):
         self.last_run_wall: dict[int, float] = {}
         self.frame_wall: dict[int, float] = {}  # track id -> wall time its newest view arrived
         self.expired: list = []
+        # expired tracks whose final run is not published yet (diagnostics: replay waits for 0)
+        self.expiring = 0
+        self._expiring_lock = threading.Lock()
         self.force_all = False
         self._last_frame: tuple[float, float] | None = None  # (newest frame's stamp, node clock then), s
         self._last_taken_ns: int | None = None
@@ -276,7 +279,9 @@ class AmodalGen3DNode(LifecycleNode):
         stamp_s, clock_s = self._last_frame
         gone = self.buffer.expire(stamp_s + max(0.0, self.get_clock().now().nanoseconds * 1e-9 - clock_s))
         if gone:
-            self.expired.extend(gone)
+            with self._expiring_lock:
+                self.expired.extend(gone)
+                self.expiring += len(gone)
             self.wake.set()
 
     # ---------------------------------------------------------------------------------------- worker
@@ -299,9 +304,13 @@ class AmodalGen3DNode(LifecycleNode):
             try:
                 while self.expired:  # once more when a track expires, then forget it
                     t = self.expired.pop(0)
-                    if t.version != t.reconstructed_version and t.views:
-                        self._run(t.track_id, [k.view for k in t.views], t.version)
-                    self._forget(t.track_id)
+                    try:
+                        if t.version != t.reconstructed_version and t.views:
+                            self._run(t.track_id, [k.view for k in t.views], t.version)
+                        self._forget(t.track_id)
+                    finally:
+                        with self._expiring_lock:
+                            self.expiring -= 1
                 for tid in self._due():
                     snap = self.buffer.snapshot(tid)
                     if snap is not None:
@@ -380,6 +389,7 @@ class AmodalGen3DNode(LifecycleNode):
         arr.header = objs[-1].header if objs else Header()
         arr.objects = objs
         self.pub_objects.publish(arr)
+        self.stats["objects_published"] += 1  # replay waits until it has received as many
         if changed:
             ma = MarkerArray()
             ma.markers = [conv.marker(self.results[t]) for t in changed if t in self.results]
@@ -407,7 +417,8 @@ class AmodalGen3DNode(LifecycleNode):
         kv.update({"sync_matched": sc.matched, "sync_dropped_unmatched": sc.dropped_unmatched,
                    "sync_dropped_overflow": sc.dropped_overflow, "sync_dropped_duplicate": sc.dropped_duplicate,
                    "sync_time_jumps_back": sc.time_jumps_back, "sync_pending": self.sync.pending(),
-                   "queue_tracks_due": len(self._peek_due()), "results": len(self.results),
+                   "queue_tracks_due": len(self._peek_due()),
+                   "queue_tracks_expiring": self.expiring, "results": len(self.results),
                    "failed_tracks": len(self.failed)})
         kv.update({f"rejected_{k}": v for k, v in self.rejected.items()})
         kv.update({f"buffer_{k}": v for k, v in self.buffer.stats().items()})

@@ -145,18 +145,22 @@ def replay(bag: str | Path, out: str | Path, rate: float = 1.0, start: bool = Tr
                 rclpy.spin_once(node, timeout_sec=0.0)
                 t_last = t_ns
         # the bag is done: let sim time run on so every track expires and gets its final result
+
+        def finished() -> bool:
+            # the node holds no track, has no final run in flight, and every result was deleted
+            return bool(last) and set(last) <= deleted and node_state.get("buffer_tracks") == "0" \
+                and node_state.get("queue_tracks_due") == "0" and node_state.get("queue_tracks_expiring") == "0" \
+                and counts["objects"] >= float(node_state.get("objects_published", "inf"))
+
         sim = t_last
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             sim += 100_000_000
             clock_pub.publish(Clock(clock=_stamp(sim)))
             rclpy.spin_once(node, timeout_sec=0.1)
-            # done when the node holds no track any more (all expired and reconstructed once more)
-            # and every track that had a result has been deleted
-            if last and set(last) <= deleted and node_state.get("buffer_tracks") == "0" \
-                    and node_state.get("queue_tracks_due") == "0":
+            if finished():
                 break
-        done = bool(last) and set(last) <= deleted and node_state.get("buffer_tracks") == "0"
+        done = finished()
     finally:
         writer.close()
         node.destroy_node()
@@ -180,7 +184,8 @@ def replay(bag: str | Path, out: str | Path, rate: float = 1.0, start: bool = Tr
                        "method": o.method, "inference_seconds": round(o.inference_seconds, 3),
                        "n_vertices": len(v), "watertight": bool(m.is_watertight),
                        "mean_confidence": float(np.mean(o.vertex_confidence)) if len(o.vertex_confidence) else None}
-    summary = {"bag": str(bag), "complete": done, "outputs_recorded": counts, "tracks": meshes}
+    summary = {"bag": str(bag), "complete": done, "outputs_recorded": counts, "tracks": meshes,
+               "node_diagnostics": node_state}
     (out / "replay.json").write_text(json.dumps(summary, indent=1))
     return summary
 
