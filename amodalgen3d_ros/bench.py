@@ -62,6 +62,14 @@ def _clean_depth(scene: Path, i: int) -> np.ndarray:
     return raw.astype(np.float32) / 1000.0
 
 
+def method_label(method: str) -> str:
+    """A table label: "amodalgen3d@runs/abl_x/flow.safetensors" -> "amodalgen3d@abl_x" (no slashes)."""
+    if "@" not in method:
+        return method
+    base, _, weights = method.partition("@")
+    return f"{base}@{Path(weights).parent.name}"
+
+
 def bench_scene(args: tuple) -> list[dict]:
     scene, cfg = args
     scene = Path(scene)
@@ -82,7 +90,7 @@ def bench_scene(args: tuple) -> list[dict]:
             views = [View(v.color, v.depth_m, v.K, v.labels, None, v.stamp_s, v.name) for v in views]
         occ = float(np.mean(gt["occlusion"][:n]))
         for method in cfg.methods:
-            row = {"scene": scene.name, "family": gt["family"], "views": n, "method": method,
+            row = {"scene": scene.name, "family": gt["family"], "views": n, "method": method_label(method),
                    "occlusion": occ, "posed": not cfg.unposed}
             try:
                 t0 = time.perf_counter()
