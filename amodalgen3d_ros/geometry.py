@@ -254,11 +254,20 @@ _REGISTRATIONS: OrderedDict[tuple, Registration] = OrderedDict()
 _REGISTRATION_CACHE_SIZE = 256
 
 
+def _fingerprint(v: View) -> int:
+    """A cheap checksum of a frame's pixels (every 8th row and column of colour and depth)."""
+    c = zlib.crc32(np.ascontiguousarray(v.color[::8, ::8]).tobytes())
+    if v.depth_m is not None:
+        c = zlib.crc32(np.ascontiguousarray(v.depth_m[::8, ::8]).tobytes(), c)
+    return c
+
+
 def register_cached(ref: View, view: View, seed: int) -> Registration:
     """register_view, remembered per (reference frame, frame) pair: the node reconstructs a track
     again as its views change, and most pairs are the same as last time. Keyed by the frames'
-    identity and stamps, so a frame object reused for new data is not mistaken for the old one."""
-    key = (id(ref), ref.stamp_s, id(view), view.stamp_s)
+    stamps and a fingerprint of their pixels, not object identity: the node's frames reach the
+    reconstruction process as new objects each time, and a reused stamp with new data must miss."""
+    key = (ref.stamp_s, _fingerprint(ref), view.stamp_s, _fingerprint(view))
     hit = _REGISTRATIONS.get(key)
     if hit is not None:
         _REGISTRATIONS.move_to_end(key)

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import traceback
-from collections import defaultdict
+from collections import defaultdict, deque
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +31,10 @@ from visualization_msgs.msg import MarkerArray
 
 from amodalgen3d_ros.msg import ReconstructedObjectArray
 
-from ..reconstruct import reconstruct, resolve_method, save
+from ..reconstruct import save
 from ..tracks import BufferConfig, ViewBuffer
 from ..views import View
+from ..worker import MethodSpec, ReconstructionWorker, WorkerError
 from . import conversions as conv
 from .params import PARAMS, NodeConfig, ParamError, validate
 from .sync import StampSynchronizer
@@ -59,7 +60,7 @@ class AmodalGen3DNode(LifecycleNode):
         self.worker: threading.Thread | None = None
         self.stop = threading.Event()
         self.wake = threading.Event()
-        self._executor = None
+        self.recon: ReconstructionWorker | None = None
         super().__init__("amodalgen3d_node", **kwargs)
         for p in PARAMS:  # parameters declared in one place (params.py)
             self.declare_parameter(p.name, p.default, _descriptor(p))
@@ -70,16 +71,12 @@ class AmodalGen3DNode(LifecycleNode):
     def on_configure(self, state) -> TransitionCallbackReturn:
         try:
             self.cfg: NodeConfig = validate({p.name: self.get_parameter(p.name).value for p in PARAMS})
-            if self.cfg.torch_threads:
-                import torch
-
-                torch.set_num_threads(self.cfg.torch_threads)
-            self.method = self._load_method()
+            self.recon = self._start_reconstruction()
         except ParamError as e:
             self.get_logger().fatal(f"bad parameters: {e}")
             return TransitionCallbackReturn.FAILURE
-        except Exception as e:  # missing or corrupt weights: one clear line
-            self.get_logger().fatal(f"cannot load the method: {e.__class__.__name__}: {e}")
+        except WorkerError as e:  # missing or corrupt weights: one clear line
+            self.get_logger().fatal(f"cannot load the method: {e}")
             return TransitionCallbackReturn.FAILURE
         self.buffer = ViewBuffer(BufferConfig(self.cfg.max_views, self.cfg.max_tracks, self.cfg.min_visible_px,
                                               self.cfg.min_novelty, self.cfg.track_timeout_s))
@@ -97,11 +94,13 @@ class AmodalGen3DNode(LifecycleNode):
         self.last_run_wall: dict[int, float] = {}
         self.frame_wall: dict[int, float] = {}  # track id -> wall time its newest view arrived
         self.expired: list = []
+        self.latencies: deque[float] = deque(maxlen=2000)  # newest view in -> its result out, s
         # expired tracks whose final run is not published yet (diagnostics: replay waits for 0)
         self.expiring = 0
         self._expiring_lock = threading.Lock()
         self.force_all = False
-        self._last_frame: tuple[float, float] | None = None  # (newest frame's stamp, node clock then), s
+        self._last_frame_stamp_s: float | None = None  # the newest frame taken
+        self._last_input_clock_s = 0.0  # node clock at the last input message
         self._last_taken_ns: int | None = None
         self.tf = self._make_tf()
         qos_out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -112,12 +111,16 @@ class AmodalGen3DNode(LifecycleNode):
         self.srv = self.create_service(Trigger, "~/reconstruct", self._on_trigger)
         self.timers_ = [self.create_timer(self.cfg.diagnostics_period_s, self._diagnostics),
                         self.create_timer(0.25, self._expire)]
-        self.get_logger().info(f"configured: method {self.method[0]}")
+        self.get_logger().info(f"configured: method {self.recon.method_name}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        if self.method is None:  # deactivated before: load again
-            self.method = self._load_method()
+        if self.recon is None:  # deactivated before: load again
+            try:
+                self.recon = self._start_reconstruction()
+            except WorkerError as e:
+                self.get_logger().error(f"cannot load the method: {e}")
+                return TransitionCallbackReturn.FAILURE
         qos_in = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.cfg.input_depth,
                             reliability=ReliabilityPolicy.RELIABLE if self.cfg.input_reliability == "reliable"
                             else ReliabilityPolicy.BEST_EFFORT)
@@ -130,7 +133,7 @@ class AmodalGen3DNode(LifecycleNode):
         self.worker = threading.Thread(target=self._work, name="amodalgen3d_worker", daemon=True)
         self.worker.start()
         self.get_logger().info(
-            f"active: method {self.method[0]}, inputs {', '.join(topics[n][1] for n in self.input_names)}, "
+            f"active: method {self.recon.method_name}, inputs {', '.join(topics[n][1] for n in self.input_names)}, "
             f"sync {self.cfg.sync_mode}, {'world frame ' + self.cfg.world_frame if self.tf else 'unposed views'}")
         return super().on_activate(state)
 
@@ -139,10 +142,7 @@ class AmodalGen3DNode(LifecycleNode):
             self.destroy_subscription(sub)
         self.subs = []
         self._stop_worker()
-        self.method = None  # free the model; activate loads it again
-        from ..model import release_learned_methods
-
-        release_learned_methods()
+        self._stop_reconstruction()  # frees the model; activate loads it again
         self.get_logger().info("inactive: inputs closed, model freed")
         return super().on_deactivate(state)
 
@@ -156,6 +156,7 @@ class AmodalGen3DNode(LifecycleNode):
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
         self._stop_worker()
+        self._stop_reconstruction()
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_worker(self) -> None:
@@ -166,22 +167,22 @@ class AmodalGen3DNode(LifecycleNode):
             self.worker = None
 
     # ---------------------------------------------------------------------------------------- set-up
-    def _load_method(self):
-        """(name, callable). Learned methods load their weights here (once); a missing or corrupt
-        file raises WeightsError with one clear line."""
-        from ..model import DEFAULT_WEIGHTS, learned_method
-
-        name = self.cfg.method
-        if name == "auto":
-            name = resolve_method("auto")[0]
-        if name not in DEFAULT_WEIGHTS:
-            return resolve_method(name)
+    def _start_reconstruction(self) -> ReconstructionWorker:
+        """The reconstruction process with the method loaded (learned methods read their weights
+        there, once); a missing or corrupt file raises WorkerError with one clear line."""
         c = self.cfg
-        fn = learned_method(name, c.weights_path or None, steps=c.sampling_steps, samples=c.num_samples,
-                            backend=c.backend, onnx_dir=c.onnx_dir or None, engine_cache_dir=c.engine_cache_dir or None,
-                            precision=c.precision, force_rebuild=c.force_rebuild)
-        self.get_logger().info(f"{name}: weights loaded, backend {fn.backend.name}")
-        return name, fn
+        options = {"steps": c.sampling_steps, "samples": c.num_samples, "backend": c.backend,
+                   "onnx_dir": c.onnx_dir or None, "engine_cache_dir": c.engine_cache_dir or None,
+                   "precision": c.precision, "force_rebuild": c.force_rebuild}
+        w = ReconstructionWorker(MethodSpec(c.method, c.weights_path, options, c.torch_threads))
+        self.get_logger().info(f"{w.method_name}: loaded in process {w.pid}"
+                               + (f", backend {w.backend_name}" if w.backend_name else ""))
+        return w
+
+    def _stop_reconstruction(self) -> None:
+        if getattr(self, "recon", None) is not None:
+            self.recon.close()
+            self.recon = None
 
     def _make_tf(self):
         if not self.cfg.world_frame:
@@ -214,6 +215,7 @@ class AmodalGen3DNode(LifecycleNode):
     def _input_cb(self, index: int, name: str):
         def cb(msg):
             self.rate_count[name] += 1
+            self._last_input_clock_s = self.get_clock().now().nanoseconds * 1e-9
             for stamp_ns, items in self.sync.add(index, conv.stamp_to_ns(msg.header.stamp), msg):
                 if self._rate_limited(stamp_ns):
                     continue
@@ -257,7 +259,7 @@ class AmodalGen3DNode(LifecycleNode):
         # only a usable frame (some labelled pixel with depth) takes the rate limiter's slot
         if ((labels > 0) & (depth > 0)).any() if depth is not None else (labels > 0).any():
             self._last_taken_ns = conv.stamp_to_ns(stamp)
-        self._last_frame = (view.stamp_s, self.get_clock().now().nanoseconds * 1e-9)
+        self._last_frame_stamp_s = view.stamp_s
         changed = self.buffer.add_frame(view, now, self.target_ids)
         for tid in changed:
             self.frame_wall[tid] = now
@@ -272,12 +274,18 @@ class AmodalGen3DNode(LifecycleNode):
         return response
 
     def _expire(self) -> None:
-        """Sensor time now: the newest frame's stamp plus the node-clock time since it arrived, so
-        tracks expire alike with live cameras, replay with /clock, and stamps not in wall time."""
-        if self._last_frame is None:
+        """Sensor time now: while input flows, the newest frame's stamp, so expiry follows the
+        frames alone (a replay expires the same tracks however fast the node keeps up); once no
+        input came for track_timeout_s of node clock (the camera stopped, the bag ended), that
+        stamp plus the time since, so the last tracks expire too."""
+        if self._last_frame_stamp_s is None:
             return
-        stamp_s, clock_s = self._last_frame
-        gone = self.buffer.expire(stamp_s + max(0.0, self.get_clock().now().nanoseconds * 1e-9 - clock_s))
+        idle = self.get_clock().now().nanoseconds * 1e-9 - self._last_input_clock_s
+        now_sensor = self._last_frame_stamp_s + (idle if idle >= self.cfg.track_timeout_s else 0.0)
+        gone = self.buffer.expire(now_sensor)
+        for t in gone:
+            self.get_logger().info(f"track {t.track_id} expired: unseen since {t.last_seen_s:.3f} s, now {now_sensor:.3f} s "
+                                   f"(sensor time{', input idle' if idle >= self.cfg.track_timeout_s else ''})")
         if gone:
             with self._expiring_lock:
                 self.expired.extend(gone)
@@ -351,6 +359,7 @@ class AmodalGen3DNode(LifecycleNode):
         self.stats["reconstructions"] += 1
         self.stats["last_inference_s"] = rec.seconds
         self.stats["last_latency_s"] = time.monotonic() - self.frame_wall.get(tid, t0)
+        self.latencies.append(self.stats["last_latency_s"])
         if self.cfg.output_dir:
             try:
                 save(rec, Path(self.cfg.output_dir) / f"track_{tid}.ply")
@@ -359,21 +368,17 @@ class AmodalGen3DNode(LifecycleNode):
                 self.get_logger().warning(f"cannot save results to {self.cfg.output_dir}: {e}", throttle_duration_sec=30.0)
 
     def _reconstruct_with_timeout(self, views: list[View], tid: int):
-        """Run the reconstruction on its own thread; past reconstruct_timeout_s the track is marked
-        failed and the node goes on (the late result is discarded)."""
-        from concurrent.futures import ThreadPoolExecutor
-        from concurrent.futures import TimeoutError as FutureTimeout
-
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amodalgen3d_reconstruct")
-        fut = self._executor.submit(reconstruct, views, tid, self.method)
+        """In the reconstruction process; past reconstruct_timeout_s it is killed (and started
+        again for the next track), the track is marked failed and the node goes on."""
+        assert self.recon is not None
         try:
-            return fut.result(timeout=self.cfg.reconstruct_timeout_s)
-        except FutureTimeout:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None  # a fresh thread next time; the stuck one finishes on its own
+            return self.recon.reconstruct(views, tid, self.cfg.reconstruct_timeout_s)
+        except TimeoutError:
             self.stats["reconstructions_timed_out"] += 1
             raise TimeoutError(f"took longer than reconstruct_timeout_s={self.cfg.reconstruct_timeout_s}") from None
+        except WorkerError:
+            self.stats["reconstruction_process_crashes"] += 1
+            raise
 
     def _forget(self, tid: int) -> None:
         obj = self.results.pop(tid, None)
@@ -421,6 +426,10 @@ class AmodalGen3DNode(LifecycleNode):
                    "queue_tracks_expiring": self.expiring, "results": len(self.results),
                    "failed_tracks": len(self.failed)})
         kv.update({f"rejected_{k}": v for k, v in self.rejected.items()})
+        if self.latencies:
+            lat = np.array(self.latencies)
+            kv.update({"latency_s_median": f"{np.median(lat):.3f}", "latency_s_p95": f"{np.percentile(lat, 95):.3f}",
+                       "latency_samples": len(lat)})
         kv.update({f"buffer_{k}": v for k, v in self.buffer.stats().items()})
         kv.update({k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in self.stats.items()})
         st = DiagnosticStatus(name="amodalgen3d_node: pipeline", hardware_id="amodalgen3d")
@@ -437,6 +446,7 @@ class AmodalGen3DNode(LifecycleNode):
 
     def destroy_node(self):
         self._stop_worker()
+        self._stop_reconstruction()
         return super().destroy_node()
 
 

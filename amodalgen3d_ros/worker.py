@@ -1,0 +1,202 @@
+"""Reconstruction in a child process, for callers that must stay responsive (the ROS node).
+
+Why a process and not a thread: measured in the node at 30 Hz input, a 6-view reconstruction that
+takes 2.2 s alone took 28 s, because the input callbacks and the many short torch/Open3D calls of
+the reconstruction convoy on one GIL. A child process runs at its own speed; a reconstruction past
+its timeout is ended by killing the child (a thread cannot be stopped); a crash in native code
+takes down the child, not the caller; and freeing the model is ending the child.
+
+The child is `python -m amodalgen3d_ros.worker FD`, talking over a socket pair with
+multiprocessing's Connection (pickled views in, arrays out, between our own two processes only;
+weights are still read from safetensors by the child).
+
+    w = ReconstructionWorker(MethodSpec("amodalgen3d"))
+    rec = w.reconstruct(views, track_id, timeout_s=30)
+    w.close()
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+
+class WorkerError(RuntimeError):
+    """The child could not start (bad method or weights) or died during a reconstruction."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What the child loads: a method by name, and the learned method's options."""
+
+    name: str = "auto"
+    weights: str = ""
+    options: dict = field(default_factory=dict)  # steps, samples, backend, onnx_dir, ...
+    threads: int = 0  # torch threads in the child; 0: torch's default
+
+
+def load_method(spec: MethodSpec):
+    """(name, callable), loaded once: learned methods read their weights here."""
+    from .reconstruct import resolve_method
+
+    name = resolve_method("auto")[0] if spec.name == "auto" else spec.name
+    try:
+        from .model import DEFAULT_WEIGHTS, learned_method
+    except ImportError:  # torch missing: classical methods only
+        return resolve_method(name)
+    if name not in DEFAULT_WEIGHTS:
+        return resolve_method(name)
+    return name, learned_method(name, spec.weights or None, **spec.options)
+
+
+def _pack(rec) -> dict:
+    d = {k: getattr(rec, k) for k in ("frame", "track_id", "method", "n_views_used", "visible_fraction", "seconds",
+                                      "vertex_confidence", "vertex_colors", "registration")}
+    d["vertices"] = np.asarray(rec.mesh.vertices, np.float64)
+    d["faces"] = np.asarray(rec.mesh.faces, np.int64)
+    return d
+
+
+def _unpack(d: dict):
+    import trimesh
+
+    from .reconstruct import Reconstruction
+
+    mesh = trimesh.Trimesh(d.pop("vertices"), d.pop("faces"), process=False)
+    colors = d["vertex_colors"]
+    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.c_[colors, np.full(len(colors), 255, np.uint8)])
+    return Reconstruction(mesh=mesh, **d)
+
+
+def serve(conn: Connection) -> None:
+    """The child's loop: a spec, then (views, track_id, seed) jobs until None or the parent leaves."""
+    from .reconstruct import reconstruct
+
+    try:
+        spec = MethodSpec(**conn.recv())
+        if spec.threads:
+            import torch
+
+            torch.set_num_threads(spec.threads)
+        method = load_method(spec)
+        backend = getattr(getattr(method[1], "backend", None), "name", "")
+        conn.send(("ready", method[0], backend))
+    except EOFError:
+        return
+    except Exception as e:  # missing or corrupt weights, unknown method: one clear line to the parent
+        conn.send(("error", f"{e.__class__.__name__}: {e}", ""))
+        return
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if job is None:
+            return
+        views, track_id, seed = job
+        try:
+            conn.send(("ok", _pack(reconstruct(views, track_id, method, seed=seed))))
+        except Exception as e:  # a failed reconstruction is a result: the caller marks the track
+            conn.send(("error", f"{e.__class__.__name__}: {e}"))
+
+
+class ReconstructionWorker:
+    """One child process holding one loaded method; one reconstruction at a time (thread-safe).
+    A child killed on timeout or dead of a crash is started again on the next call."""
+
+    def __init__(self, spec: MethodSpec, start_timeout_s: float = 300.0):
+        self.spec = spec
+        self.start_timeout_s = start_timeout_s
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+        self.conn: Connection | None = None
+        self.method_name = ""
+        self.backend_name = ""
+        self.restarts = 0
+        self._start()
+
+    def _start(self) -> None:
+        a, b = socket.socketpair()
+        env = dict(os.environ)
+        self.proc = subprocess.Popen([sys.executable, "-m", "amodalgen3d_ros.worker", str(b.fileno())],
+                                     pass_fds=(b.fileno(),), env=env, stdin=subprocess.DEVNULL)
+        b.close()
+        self.conn = Connection(a.detach())
+        self.conn.send(asdict(self.spec))
+        if not self.conn.poll(self.start_timeout_s):
+            self._kill()
+            raise WorkerError(f"the reconstruction process did not start within {self.start_timeout_s:.0f} s")
+        try:
+            status, name, backend = self.conn.recv()
+        except EOFError:
+            code = self.proc.wait(5)
+            self._kill()
+            raise WorkerError(f"the reconstruction process exited at start-up (code {code})") from None
+        if status != "ready":
+            self._kill()
+            raise WorkerError(name)
+        self.method_name, self.backend_name = name, backend
+
+    def _kill(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def reconstruct(self, views: list, track_id: int, timeout_s: float, seed: int = 0):
+        """A Reconstruction; TimeoutError past timeout_s (the child is killed), WorkerError if the
+        child died, RuntimeError with the child's message if the reconstruction failed."""
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None:
+                self._kill()
+                self.restarts += 1
+                self._start()
+            assert self.conn is not None
+            self.conn.send((views, track_id, seed))
+            if not self.conn.poll(timeout_s):
+                self._kill()  # started again on the next call
+                raise TimeoutError(f"took longer than {timeout_s:g} s")
+            try:
+                status, payload = self.conn.recv()
+            except EOFError:
+                self._kill()
+                raise WorkerError("the reconstruction process died") from None
+        if status != "ok":
+            raise RuntimeError(payload)
+        return _unpack(payload)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.conn is not None:
+                try:
+                    self.conn.send(None)
+                except OSError:
+                    pass
+            if self.proc is not None:
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+            self._kill()
+
+
+if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for the parent, which ends us in order
+    serve(Connection(int(sys.argv[1])))

@@ -1,0 +1,59 @@
+"""The reconstruction process: same result as in-process, timeouts kill it, crashes are survived,
+bad methods or weights give one clear error at start."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from amodalgen3d_ros.reconstruct import reconstruct
+from amodalgen3d_ros.worker import MethodSpec, ReconstructionWorker, WorkerError
+
+
+@pytest.fixture(scope="module")
+def worker():
+    w = ReconstructionWorker(MethodSpec("support_hull"))
+    yield w
+    w.close()
+
+
+def test_same_mesh_as_in_process(worker, scene0):
+    views = scene0.views[:2]
+    a = worker.reconstruct(views, scene0.target_id, timeout_s=60)
+    b = reconstruct(views, scene0.target_id, "support_hull")
+    np.testing.assert_array_equal(a.mesh.vertices, b.mesh.vertices)
+    np.testing.assert_array_equal(a.vertex_colors, b.vertex_colors)
+    assert a.mesh.is_watertight and a.method == "support_hull" and a.n_views_used == 2
+
+
+def test_timeout_kills_and_next_call_restarts(worker, scene0):
+    pid = worker.pid
+    with pytest.raises(TimeoutError):
+        worker.reconstruct(scene0.views[:4], scene0.target_id, timeout_s=0.001)
+    assert worker.pid is None  # killed, not left running
+    rec = worker.reconstruct(scene0.views[:1], scene0.target_id, timeout_s=60)
+    assert rec.mesh.is_watertight and worker.pid not in (None, pid)
+
+
+def test_a_crashed_process_is_an_error_then_restarted(worker, scene0):
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.proc.wait()
+    rec = worker.reconstruct(scene0.views[:1], scene0.target_id, timeout_s=60)  # restarted on the call
+    assert rec.mesh.is_watertight
+    assert worker.restarts >= 1
+
+
+def test_failed_reconstruction_is_reported_not_fatal(worker, scene0):
+    with pytest.raises(RuntimeError, match="target"):
+        worker.reconstruct(scene0.views[:1], 99999, timeout_s=60)  # no such target
+    assert worker.reconstruct(scene0.views[:1], scene0.target_id, timeout_s=60).mesh.is_watertight
+
+
+@pytest.mark.parametrize("spec,match", [(MethodSpec("nonsense"), "unknown method"),
+                                        (MethodSpec("amodalgen3d", weights="/nonexistent.safetensors"), "not found")])
+def test_bad_method_or_weights_fail_at_start(spec, match):
+    with pytest.raises(WorkerError, match=match):
+        ReconstructionWorker(spec)
