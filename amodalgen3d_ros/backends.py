@@ -257,9 +257,13 @@ class TensorRTBackend:
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
+GRAPH_VERSION = 2  # 2: View-Wise Cross Attention projects queries once and outputs after fusion
+
+
 def onnx_files(model: AmodalGen3D, onnx_dir: str | Path, weights_sha: str) -> Path:
-    """The model's ONNX graphs under onnx_dir/<weights hash>/, exported once."""
-    d = Path(onnx_dir) / weights_sha[:16]
+    """The model's ONNX graphs under onnx_dir/<weights hash>_g<graph version>/, exported once
+    (a change to the model's code that changes the graph bumps GRAPH_VERSION: exported again)."""
+    d = Path(onnx_dir) / f"{weights_sha[:16]}_g{GRAPH_VERSION}"
     if not ((d / "encoder.onnx").is_file() and (d / "step.onnx").is_file()):
         export_onnx(model, d)
     return d

@@ -63,11 +63,12 @@ def _clean_depth(scene: Path, i: int) -> np.ndarray:
 
 
 def method_label(method: str) -> str:
-    """A table label: "amodalgen3d@runs/abl_x/flow.safetensors" -> "amodalgen3d@abl_x" (no slashes)."""
-    if "@" not in method:
-        return method
-    base, _, weights = method.partition("@")
-    return f"{base}@{Path(weights).parent.name}"
+    """A table label without slashes: "amodalgen3d@runs/abl_x/flow.safetensors" -> "amodalgen3d@abl_x"."""
+    head, _, query = method.partition("?")
+    if "@" in head:
+        base, _, weights = head.partition("@")
+        head = f"{base}@{Path(weights).parent.name}"
+    return head + (f"?{query}" if query else "")
 
 
 def bench_scene(args: tuple) -> list[dict]:

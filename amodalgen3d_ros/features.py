@@ -142,9 +142,14 @@ def support_hull_occupancy(obs: Observation, grid: Grid) -> np.ndarray:
         hull = ConvexHull(support_points(obs))
     except QhullError:
         return np.zeros(grid.shape, bool)
-    c = grid.centers()
+    # only voxels in the hull's bounding box can be inside: the same result, a fraction of the work
+    hp = hull.points[hull.vertices]
+    sl = grid.box_slices(hp.min(0), hp.max(0))
+    occ = np.zeros(grid.shape, bool)
+    c = grid.centers_in(sl)
     inside = np.all(c @ hull.equations[:, :3].T + hull.equations[:, 3] <= 1e-9, axis=1)
-    return inside.reshape(grid.shape)
+    occ[sl] = inside.reshape(occ[sl].shape)
+    return occ
 
 
 def model_inputs(obs: Observation, cfg: FeatureConfig = FeatureConfig(), jitter_yaw_rad: float = 0.0) -> ModelInputs:

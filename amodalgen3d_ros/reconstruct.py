@@ -84,13 +84,20 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
     methods = available_methods()
     if name == "auto":
         name = "amodalgen3d" if "amodalgen3d" in methods else "support_hull"
-    if "@" in name:  # a learned method with other weights: "amodalgen3d@runs/x/flow.safetensors"
-        base, _, weights = name.partition("@")
-        if base not in methods or not Path(weights).is_file():
-            raise ViewsFormatError(f"'{name}': expected LEARNED_METHOD@WEIGHTS_FILE with an existing file")
+    if "@" in name or "?" in name:
+        # a learned method with other weights or sampler options (benchmarks, ablations):
+        # "amodalgen3d@runs/x/flow.safetensors", "amodalgen3d?steps=4&samples=2"
+        head, _, query = name.partition("?")
+        base, _, weights = head.partition("@")
+        try:
+            opts = {k: int(v) for k, v in (kv.split("=") for kv in query.split("&") if kv)}
+        except ValueError:
+            opts = {"": 0}
+        if base not in methods or (weights and not Path(weights).is_file()) or not set(opts) <= {"steps", "samples"}:
+            raise ViewsFormatError(f"'{name}': expected LEARNED_METHOD[@WEIGHTS_FILE][?steps=N&samples=K]")
         from .model import learned_method
 
-        return name, lambda obs: learned_method(base, weights)(obs)
+        return name, lambda obs: learned_method(base, weights or None, **opts)(obs)
     if name not in methods:
         raise ViewsFormatError(f"unknown method '{name}' (choose from auto, {', '.join(sorted(methods))})")
     return name, methods[name]

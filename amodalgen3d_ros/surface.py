@@ -23,6 +23,17 @@ class Grid:
         axes = [(np.arange(n) + 0.5) * self.voxel_m + o for n, o in zip(self.shape, self.origin)]
         return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
 
+    def box_slices(self, lo: np.ndarray, hi: np.ndarray) -> tuple[slice, slice, slice]:
+        """Index slices of the voxels whose centres may lie in the box [lo, hi] (metres)."""
+        a = np.clip(np.floor((lo - self.origin) / self.voxel_m - 0.5).astype(int), 0, self.shape)
+        b = np.clip(np.ceil((hi - self.origin) / self.voxel_m + 0.5).astype(int), 0, self.shape)
+        return tuple(slice(int(i), int(j)) for i, j in zip(a, b))  # type: ignore[return-value]
+
+    def centers_in(self, sl: tuple[slice, slice, slice]) -> np.ndarray:
+        """(N, 3) centres of the voxels in index slices, C order."""
+        axes = [(np.arange(n)[s_] + 0.5) * self.voxel_m + o for n, o, s_ in zip(self.shape, self.origin, sl)]
+        return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
     def index_of(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Points (N, 3) -> integer indices (N, 3) and an inside mask (N,)."""
         ijk = np.floor((points - self.origin) / self.voxel_m).astype(np.int64)

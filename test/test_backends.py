@@ -60,7 +60,7 @@ def test_tensorrt_falls_back_with_a_log_line(exported, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         b = B.make_backend("tensorrt", exported[0], tmp_path / "onnx", weights_sha="abc123")
     assert b.name == "onnxruntime" and "falling back to onnxruntime" in caplog.text
-    assert (tmp_path / "onnx" / "abc123" / "step.onnx").is_file()  # exported once, by weights hash
+    assert (tmp_path / "onnx" / f"abc123_g{B.GRAPH_VERSION}" / "step.onnx").is_file()  # once per weights and graph
 
 
 def test_engine_cache_hits_misses_and_rebuilds(tmp_path, exported):
