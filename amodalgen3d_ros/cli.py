@@ -62,6 +62,12 @@ def cmd_bench(a: argparse.Namespace) -> int:
         combine([Path(d) for d in a.combine.split(",")], Path(a.out))
         print((Path(a.out) / "bench.md").read_text())
         return 0
+    if a.fuzz:
+        from .ros.fuzz import run_fuzz
+
+        rep = run_fuzz(a.out, n_inputs=a.fuzz, params=_params(a.param))
+        print(json.dumps(rep, indent=1))
+        return 0 if rep["crashes"] == 0 and rep["valid_after_storm"].get("ok") else 1
     if a.node:
         from .ros.node_bench import run_node_bench
 
@@ -172,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="bench_out")
     b.add_argument("--allow-failures", action="store_true")
     b.add_argument("--combine", default=None, help="DIR1,DIR2,...: one table from earlier runs' rows")
+    b.add_argument("--fuzz", type=int, default=0, metavar="N",
+                   help="N malformed frames at the real node, then valid ones: counts, crashes, memory")
     b.add_argument("--node", action="store_true", help="the ROS node under load: CPU, memory, latency")
     b.add_argument("--rate", type=float, default=30.0, help="--node: frame rate")
     b.add_argument("--seconds", type=float, default=60.0, help="--node: duration")

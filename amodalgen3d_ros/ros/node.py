@@ -86,6 +86,7 @@ class AmodalGen3DNode(LifecycleNode):
         self.sync = StampSynchronizer(len(self.input_names), self.cfg.sync_queue_size,
                                       int(self.cfg.sync_slop_s * 1e9) if self.cfg.sync_mode == "approximate" else 0)
         self.rejected: dict[str, int] = defaultdict(int)
+        self._reject_logged: dict[str, float] = {}
         self.stats: dict[str, float] = defaultdict(float)
         self.rate_count: dict[str, int] = defaultdict(int)
         self.rates: dict[str, float] = {}
@@ -233,8 +234,13 @@ class AmodalGen3DNode(LifecycleNode):
         return False  # the slot is taken in _on_frame by a usable frame: bad or empty frames take none
 
     def _reject(self, cause: str, detail: str = "") -> None:
+        """Counted always; logged once per cause every 5 s (rclpy's throttle is per call site,
+        which would let one cause hide the others)."""
         self.rejected[cause] += 1
-        self.get_logger().warning(f"input rejected ({cause}) {detail}".strip(), throttle_duration_sec=5.0)
+        now = time.monotonic()
+        if now - self._reject_logged.get(cause, -1e9) >= 5.0:
+            self._reject_logged[cause] = now
+            self.get_logger().warning(f"input rejected ({cause}, {self.rejected[cause]} so far) {detail}".strip())
 
     def _on_frame(self, m: dict) -> None:
         """One matched frame: convert, hand to the view buffer, wake the worker."""
