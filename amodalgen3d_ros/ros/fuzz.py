@@ -83,8 +83,6 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
     import psutil
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image
     from tqdm import tqdm
 
     from amodalgen3d_ros.msg import ReconstructedObjectArray
@@ -92,6 +90,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
     from .. import synth
     from ..geometry import invert
     from .conversions import mesh_from_msg
+    from .node_bench import input_publishers
     from .replay import start_node
 
     out = Path(out)
@@ -116,10 +115,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
 
     rclpy.init()
     node = rclpy.create_node("amodalgen3d_fuzz")
-    q = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-    pubs = [node.create_publisher(Image, topics["color_topic"], q), node.create_publisher(Image, topics["depth_topic"], q),
-            node.create_publisher(CameraInfo, topics["camera_info_topic"], q),
-            node.create_publisher(Image, topics["labels_topic"], q)]
+    pubs = input_publishers(node, topics, 100)
     diags: list = []
     objects: list = []
     node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
@@ -170,7 +166,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
         t_valid = time.monotonic()
         n_before = len(objects)
         first_valid_ns = stamp + 500_000_000
-        for k, v in enumerate(views[:4]):
+        for v in views[:4]:
             stamp += 500_000_000
             for p, m in zip(pubs, _frame("valid", v, stamp, rng)):
                 p.publish(m)
@@ -220,7 +216,8 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
     report = {"inputs_tried": int(sum(tried.values())), "tried_by_kind": tried,
               "rejected_total": int(sum(v for k, v in counted.items() if k.startswith("rejected_"))),
               "node_counted": counted, "crashes": int(not alive_after_storm or not alive),
-              "node_exit_code": rc, "storm_tracks_expired": storm_tracks_expired, "rss_mb_before": round(rss_before, 1), "rss_mb_after": round(rss_after, 1),
+              "node_exit_code": rc, "storm_tracks_expired": storm_tracks_expired,
+              "rss_mb_before": round(rss_before, 1), "rss_mb_after": round(rss_after, 1),
               "valid_after_storm": check}
     (out / "fuzz.json").write_text(json.dumps(report, indent=1))
     return report

@@ -39,13 +39,22 @@ def render_frames(n_objects: int, n_frames: int = 30, seed: int = 11) -> list[Vi
     return views
 
 
+def input_publishers(node, topics: dict, depth: int) -> list:
+    """Reliable publishers of the node's four inputs, in view_to_msgs order (colour, depth, info, labels)."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+
+    q = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+    return [node.create_publisher(Image, topics["color_topic"], q), node.create_publisher(Image, topics["depth_topic"], q),
+            node.create_publisher(CameraInfo, topics["camera_info_topic"], q),
+            node.create_publisher(Image, topics["labels_topic"], q)]
+
+
 def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0, n_objects: int = 5,
                    params: dict | None = None) -> dict:
     import psutil
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image
 
     from amodalgen3d_ros.msg import ReconstructedObjectArray
 
@@ -75,11 +84,9 @@ def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0
         return cpu, rss
     rclpy.init()
     node = rclpy.create_node("amodalgen3d_node_bench")
-    q = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pubs = [node.create_publisher(Image, topics["color_topic"], q), node.create_publisher(Image, topics["depth_topic"], q),
-            node.create_publisher(CameraInfo, topics["camera_info_topic"], q),
-            node.create_publisher(Image, topics["labels_topic"], q)]
-    diags, arrivals = [], []
+    pubs = input_publishers(node, topics, 10)
+    diags: list = []
+    arrivals: list = []
     t_first_pub = [None]
     node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
     node.create_subscription(ReconstructedObjectArray, "/amodalgen3d_node/objects",
