@@ -86,7 +86,8 @@ class ViewBuffer:
         self.tracks: dict[int, Track] = {}
         self.lock = threading.Lock()
         self.counters = {"views_added": 0, "views_replaced": 0, "views_redundant": 0, "views_barely_visible": 0,
-                         "tracks_dropped_capacity": 0, "tracks_expired": 0}
+                         "tracks_created": 0, "tracks_dropped_capacity": 0, "tracks_expired": 0}
+        self.dropped: list[Track] = []  # dropped for capacity, not yet taken by the owner (take_dropped)
 
     def add_frame(self, view: View, now_wall_s: float, target_ids: list[int] | None = None) -> list[int]:
         """Offer one frame to every track it shows. Returns the tracks whose view set changed.
@@ -110,6 +111,7 @@ class ViewBuffer:
                         continue
                     self._make_room()
                     track = self.tracks[tid] = Track(tid)
+                    self.counters["tracks_created"] += 1
                 track.last_seen_s = view.stamp_s
                 if n < self.cfg.min_visible_px:
                     self.counters["views_barely_visible"] += 1
@@ -124,6 +126,8 @@ class ViewBuffer:
         while len(self.tracks) >= self.cfg.max_tracks:
             oldest = min(self.tracks.values(), key=lambda t: t.last_seen_s)
             del self.tracks[oldest.track_id]
+            self.dropped.append(oldest)
+            del self.dropped[:-self.cfg.max_tracks]  # bounded even if nobody takes them
             self.counters["tracks_dropped_capacity"] += 1
 
     def _offer(self, track: Track, view: View, tid: int, n: int) -> bool:
@@ -170,6 +174,12 @@ class ViewBuffer:
                 elif now_sensor_s - t.last_seen_s > self.cfg.track_timeout_s:
                     out.append(self.tracks.pop(t.track_id))
                     self.counters["tracks_expired"] += 1
+            return out
+
+    def take_dropped(self) -> list[Track]:
+        """Tracks dropped for capacity since the last call (their results must be withdrawn)."""
+        with self.lock:
+            out, self.dropped = self.dropped, []
             return out
 
     def snapshot(self, track_id: int) -> tuple[list[View], int] | None:

@@ -47,6 +47,9 @@ def test_tracks_are_bounded_and_expire():
     b.add_frame(frame(0.5, {2: (0, 10, 20, 30)}), 0)
     b.add_frame(frame(0.6, {3: (0, 10, 40, 50)}), 0)
     assert set(b.tracks) == {2, 3} and b.counters["tracks_dropped_capacity"] == 1
+    # the owner learns of the dropped track once (its published result must be withdrawn)
+    assert [t.track_id for t in b.take_dropped()] == [1] and b.take_dropped() == []
+    assert b.counters["tracks_created"] == 3
     gone = b.expire(1.55)
     assert [t.track_id for t in gone] == [2]
     assert b.expire(0.0) == [] and set(b.tracks) == {3}  # time jumped back: re-timed, not expired

@@ -95,6 +95,7 @@ class AmodalGen3DNode(LifecycleNode):
         self.last_run_wall: dict[int, float] = {}
         self.frame_wall: dict[int, float] = {}  # track id -> wall time its newest view arrived
         self.expired: list = []
+        self.tracks_with_result: set[int] = set()  # live tracks that have published a result
         self.latencies: deque[float] = deque(maxlen=2000)  # newest view in -> its result out, s
         # expired tracks whose final run is not published yet (diagnostics: replay waits for 0)
         self.expiring = 0
@@ -289,6 +290,11 @@ class AmodalGen3DNode(LifecycleNode):
         idle = self.get_clock().now().nanoseconds * 1e-9 - self._last_input_clock_s
         now_sensor = self._last_frame_stamp_s + (idle if idle >= self.cfg.track_timeout_s else 0.0)
         gone = self.buffer.expire(now_sensor)
+        dropped = self.buffer.take_dropped()
+        for t in dropped:  # forgotten without a final run (capacity); their results withdrawn
+            t.reconstructed_version = t.version
+            t.views = []
+        gone = dropped + gone
         for t in gone:
             self.get_logger().info(f"track {t.track_id} expired: unseen since {t.last_seen_s:.3f} s, now {now_sensor:.3f} s "
                                    f"(sensor time{', input idle' if idle >= self.cfg.track_timeout_s else ''})")
@@ -320,8 +326,9 @@ class AmodalGen3DNode(LifecycleNode):
                     t = self.expired.pop(0)
                     try:
                         if t.version != t.reconstructed_version and t.views:
-                            self._run(t.track_id, [k.view for k in t.views], t.version)
+                            self._run(t.track_id, [k.view for k in t.views], t.version, final=True)
                         self._forget(t.track_id)
+                        self._account_end(t.track_id)
                     finally:
                         with self._expiring_lock:
                             self.expiring -= 1
@@ -334,9 +341,10 @@ class AmodalGen3DNode(LifecycleNode):
             except Exception:  # the worker never dies
                 self.get_logger().error("worker: " + traceback.format_exc().splitlines()[-1], throttle_duration_sec=5.0)
 
-    def _run(self, tid: int, views: list[View], version: int) -> None:
+    def _run(self, tid: int, views: list[View], version: int, final: bool = False) -> None:
         t0 = time.monotonic()
         self.last_run_wall[tid] = t0
+        t_in = self.frame_wall.get(tid, t0)  # when the newest view of this snapshot arrived
         track = self.buffer.tracks.get(tid)
         try:
             rec = self._reconstruct_with_timeout(views, tid)
@@ -349,6 +357,9 @@ class AmodalGen3DNode(LifecycleNode):
             return
         if track is not None:
             track.reconstructed_version = version
+        if tid not in self.tracks_with_result:
+            self.tracks_with_result.add(tid)
+            self.stats["tracks_with_result"] += 1
         header = Header()
         if rec.frame == "world":
             header.frame_id = self.cfg.world_frame
@@ -364,8 +375,9 @@ class AmodalGen3DNode(LifecycleNode):
         self._publish(changed=[tid])
         self.stats["reconstructions"] += 1
         self.stats["last_inference_s"] = rec.seconds
-        self.stats["last_latency_s"] = time.monotonic() - self.frame_wall.get(tid, t0)
-        self.latencies.append(self.stats["last_latency_s"])
+        if not final:  # a final run waits for the track to expire by design: not a frame's latency
+            self.stats["last_latency_s"] = time.monotonic() - t_in
+            self.latencies.append(self.stats["last_latency_s"])
         if self.cfg.output_dir:
             try:
                 save(rec, Path(self.cfg.output_dir) / f"track_{tid}.ply")
@@ -385,6 +397,14 @@ class AmodalGen3DNode(LifecycleNode):
         except WorkerError:
             self.stats["reconstruction_process_crashes"] += 1
             raise
+
+    def _account_end(self, tid: int) -> None:
+        """A track ended: it had a result, or the reason it had none is counted."""
+        if tid in self.tracks_with_result:
+            self.tracks_with_result.discard(tid)
+        else:
+            self.stats["tracks_ended_without_result_" + ("failed" if tid in self.failed else "not_reconstructed")] += 1
+        self.failed.pop(tid, None)
 
     def _forget(self, tid: int) -> None:
         obj = self.results.pop(tid, None)

@@ -120,6 +120,14 @@ def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0
             rss.append(r_)
             next_sample += 1.0
     achieved = k / (time.monotonic() - t0)
+    # input stops: every track expires and gets its final run; then the accounting is complete
+
+    def settled() -> bool:
+        kv = {x.key: x.value for x in diags[-1].status[0].values} if diags and diags[-1].status else {}
+        return kv.get("buffer_tracks") == "0" and kv.get("queue_tracks_expiring") == "0"
+    t_stop = time.monotonic()
+    while time.monotonic() - t_stop < 120 and not settled():
+        rclpy.spin_once(node, timeout_sec=0.1)
     for _ in range(20):
         rclpy.spin_once(node, timeout_sec=0.1)
     node.destroy_node()
@@ -149,6 +157,14 @@ def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0
               "latency_s_p95": float(last_kv["latency_s_p95"]) if "latency_s_p95" in last_kv else None,
               "latency_samples": int(last_kv.get("latency_samples", 0)),
               "first_result_s": first, "results_received": len(arrivals), "queues": queues,
+              # every track: a result, or a counted reason it had none
+              "tracks": {"created": int(last_kv.get("buffer_tracks_created", 0)),
+                         "with_result": int(float(last_kv.get("tracks_with_result", 0))),
+                         "without_result_failed": int(float(last_kv.get("tracks_ended_without_result_failed", 0))),
+                         "without_result_not_reconstructed":
+                             int(float(last_kv.get("tracks_ended_without_result_not_reconstructed", 0))),
+                         "dropped_capacity": int(last_kv.get("buffer_tracks_dropped_capacity", 0)),
+                         "still_held": int(last_kv.get("buffer_tracks", 0))},
               "diagnostics_last": last_kv}
     (out / "node_bench.json").write_text(json.dumps(report, indent=1))
     return report
