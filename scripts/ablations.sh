@@ -3,7 +3,7 @@
 # generator, is calibrated the same way as the shipped model, and benchmarked on the held-out split.
 #   bash scripts/ablations.sh            # all, one after another on one core (resumable)
 #   STEPS=500 bash scripts/ablations.sh full no_vwca
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 amo=.venv/bin/amodalgen3d
 steps=${STEPS:-500}
