@@ -123,14 +123,23 @@ class OnnxRuntimeBackend:
         log.info("onnxruntime providers: %s", ", ".join(self.providers))
 
     def encode(self, geo, views):
-        img, geo_tok = self.enc.run(None, {"geo": geo.numpy(), "views": views.numpy()})
+        img, geo_tok = self.encode_numpy(geo.numpy(), views.numpy())
         return torch.from_numpy(img), torch.from_numpy(geo_tok)
 
     def velocity(self, z, t, geo, tau, valid, cond):
         img, geo_tok = cond
-        feeds = {"z": z.numpy(), "t": t.numpy().astype(np.float32), "geo": geo.numpy(), "tau": tau.numpy(),
-                 "valid": valid.numpy(), "img": img.numpy(), "geo_tok": geo_tok.numpy()}
-        return torch.from_numpy(self.step.run(None, feeds)[0])
+        return torch.from_numpy(self.velocity_numpy(z.numpy(), t.numpy(), geo.numpy(), tau.numpy(), valid.numpy(),
+                                                    (img.numpy(), geo_tok.numpy())))
+
+    # numpy in and out: the sampler's loop stays free of torch ops (see model.sample)
+    def encode_numpy(self, geo: np.ndarray, views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        img, geo_tok = self.enc.run(None, {"geo": geo, "views": views})
+        return img, geo_tok
+
+    def velocity_numpy(self, z, t, geo, tau, valid, cond) -> np.ndarray:
+        img, geo_tok = cond
+        feeds = {"z": z, "t": t.astype(np.float32), "geo": geo, "tau": tau, "valid": valid, "img": img, "geo_tok": geo_tok}
+        return self.step.run(None, feeds)[0]
 
 
 # --------------------------------------------------------------------------------------------

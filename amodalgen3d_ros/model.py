@@ -364,6 +364,18 @@ def sample(net, geo, views, tau, valid, steps: int = 8, samples: int = 4, seed: 
     R = geo.shape[-1]
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(K, 1, R, R, R, generator=g)
+    if hasattr(backend, "velocity_numpy") and guidance == 1.0:
+        # No torch op between the steps: torch's idle OpenMP threads spin for a while after each
+        # op and starve onnxruntime's (measured: 8 steps took 0.51 s instead of 0.28 s).
+        zn = z.numpy()
+        geo_n, views_n, tau_n, valid_n = (np.ascontiguousarray(np.broadcast_to(a.numpy(), (K, *a.shape[1:])))
+                                          for a in (geo, views, tau, valid))
+        cond_n = backend.encode_numpy(geo_n, views_n)
+        ts_n = np.linspace(1, 0, steps + 1, dtype=np.float32)
+        for i in range(steps):
+            v_n = backend.velocity_numpy(zn, np.full(K, ts_n[i], np.float32), geo_n, tau_n, valid_n, cond_n)
+            zn = zn + (ts_n[i + 1] - ts_n[i]) * v_n
+        return torch.from_numpy(np.ascontiguousarray(zn[:, 0]))
     geo_k, views_k, tau_k, valid_k = (a.expand(K, *a.shape[1:]).contiguous() for a in (geo, views, tau, valid))
     cond = backend.encode(geo_k, views_k)
     cond_null = None

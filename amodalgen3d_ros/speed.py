@@ -20,7 +20,8 @@ from .observation import observe
 
 def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats: int = 5,
                     settings: tuple[tuple[int, int], ...] = ((8, 4), (4, 4), (8, 1)), seed: int = 7,
-                    backends: tuple[str, ...] = ("torch", "onnxruntime")) -> dict:
+                    backends: tuple[str, ...] = ("torch", "onnxruntime"), node_seconds: float = 20.0) -> dict:
+    from .features import model_inputs
     from .model import DEFAULT_WEIGHTS, LearnedMethod
 
     scene = synth.render_scene(seed, "heldout", 0)
@@ -35,7 +36,7 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
                 vs = scene.views[:n]
                 obs = observe(vs, scene.target_id)
                 m(obs)  # warm-up
-                t_obs, t_all = [], []
+                t_obs, t_all, t_net = [], [], []
                 for _ in range(repeats):
                     t0 = time.perf_counter()
                     obs = observe(vs, scene.target_id)
@@ -44,9 +45,14 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
                     t2 = time.perf_counter()
                     t_obs.append(t1 - t0)
                     t_all.append(t2 - t0)
+                    mi = model_inputs(obs, m.fcfg)
+                    t3 = time.perf_counter()
+                    m.occupancy(mi)  # the networks alone: encoder and every sampling step
+                    t_net.append(time.perf_counter() - t3)
                 rows.append({"method": name, "backend": m.backend.name, "views": n, "steps": steps, "samples": samples,
                              "seconds_median": float(np.median(t_all)), "seconds_min": float(np.min(t_all)),
-                             "observation_seconds_median": float(np.median(t_obs))})
+                             "observation_seconds_median": float(np.median(t_obs)),
+                             "network_seconds_median": float(np.median(t_net))})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = {"machine": machine_info(), "repeats": repeats, "rows": rows, "peak_rss_mb": peak_mb}
     out = Path(out)
@@ -54,11 +60,23 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
     (out / "speed.json").write_text(json.dumps(report, indent=1))
     md = ["## Seconds per object (posed views, CPU)", "",
           f"median of {repeats} runs after a warm-up; peak RSS of the process {peak_mb:.0f} MB", "",
-          "| method | backend | views | steps | samples | seconds (median) | of which observation |",
-          "|---|---|---|---|---|---|---|"]
+          "| method | backend | views | steps | samples | seconds (median) | of which observation | of which networks |",
+          "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['method']} | {r['backend']} | {r['views']} | {r['steps']} | {r['samples']} | "
                   f"{r['seconds_median']:.3f} | "
-                  f"{r['observation_seconds_median']:.3f} |")
+                  f"{r['observation_seconds_median']:.3f} | {r['network_seconds_median']:.3f} |")
+    if node_seconds > 0:  # the node's frame-to-result latency with the same defaults (one object, 30 Hz)
+        try:
+            from .ros.node_bench import run_node_bench
+
+            nb = run_node_bench(out / "node", rate_hz=30.0, seconds=node_seconds, n_objects=1)
+            report["node"] = {k: nb[k] for k in ("latency_s_median", "latency_s_p95", "latency_samples", "first_result_s")}
+            md += ["", f"Node, 30 Hz 640x480, one object, {node_seconds:.0f} s: frame-to-result latency median "
+                   f"{nb['latency_s_median']} s, p95 {nb['latency_s_p95']} s ({nb['latency_samples']} results), "
+                   f"first result {nb['first_result_s'] or float('nan'):.2f} s after the first frame."]
+        except ImportError:  # no ROS here: the core's figures only
+            pass
+        (out / "speed.json").write_text(json.dumps(report, indent=1))
     (out / "speed.md").write_text("\n".join(md) + "\n")
     return report
