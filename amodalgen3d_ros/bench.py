@@ -263,7 +263,7 @@ def run_pose_bench(cfg: BenchConfig, out_dir: str | Path, progress: bool = True)
 def combine(dirs: list[Path], out: Path) -> dict:
     """One table from the rows of earlier runs on the same scenes (e.g. baselines + learned)."""
     reports = [json.loads((d / "bench.json").read_text()) for d in dirs]
-    rows = [r for rep in reports for r in rep["rows"]]
+    rows = [{**r, "method": method_label(r["method"])} for rep in reports for r in rep["rows"]]
     summary = summarize(rows)
     out.mkdir(parents=True, exist_ok=True)
     report = {"combined_from": [str(d) for d in dirs], "configs": [r["config"] for r in reports],
