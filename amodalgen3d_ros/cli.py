@@ -50,8 +50,9 @@ def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import BenchConfig, run_bench, run_pose_bench
 
     methods = a.methods or BenchConfig.methods
-    cfg = BenchConfig(data=a.data or f"data/{a.split}", split=a.split, scenes=a.scenes, views=a.views,
-                      methods=methods, unposed=a.unposed, workers=a.workers)
+    noise = not a.no_depth_noise  # the same scenes (same seed) with exact depth: a separate folder
+    cfg = BenchConfig(data=a.data or f"data/{a.split}{'' if noise else '_clean'}", split=a.split, scenes=a.scenes,
+                      views=a.views, methods=methods, unposed=a.unposed, workers=a.workers, depth_noise=noise)
     if a.quick:
         cfg = BenchConfig(data=a.data or "data/heldout_quick", split=a.split, scenes=min(a.scenes, 4),
                           views=tuple(v for v in a.views if v <= 2) or (1,), methods=methods,
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scenes", type=int, default=60)
     b.add_argument("--views", type=_ints, default=(1, 2, 4))
     b.add_argument("--methods", type=_names, default=None)
+    b.add_argument("--no-depth-noise", action="store_true", help="the same scenes with exact depth (no noise, no holes)")
     b.add_argument("--unposed", action="store_true", help="drop the poses: estimate them from the frames")
     b.add_argument("--poses", action="store_true", help="benchmark pose estimation instead")
     b.add_argument("--quick", action="store_true", help="a smoke run of about a minute")

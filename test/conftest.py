@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# A DDS domain of our own: nodes of another run on this machine (a benchmark, a second test
+# session) must not answer our tests' calls. Child processes inherit it.
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 
 from amodalgen3d_ros import synth
 

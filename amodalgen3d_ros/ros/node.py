@@ -100,7 +100,7 @@ class AmodalGen3DNode(LifecycleNode):
         # expired tracks whose final run is not published yet (diagnostics: replay waits for 0)
         self.expiring = 0
         self._expiring_lock = threading.Lock()
-        self.force_all = False
+        self.forced: set[int] = set()  # tracks ~/reconstruct asked for
         self._last_frame_stamp_s: float | None = None  # the newest frame taken
         self._last_input_clock_s = 0.0  # node clock at the last input message
         self._last_taken_ns: int | None = None
@@ -274,7 +274,7 @@ class AmodalGen3DNode(LifecycleNode):
             self.wake.set()
 
     def _on_trigger(self, request, response):
-        self.force_all = True
+        self.forced.update(self.buffer.tracks)
         self.wake.set()
         response.success = True
         response.message = f"queued {len(self.buffer.tracks)} tracks"
@@ -302,41 +302,54 @@ class AmodalGen3DNode(LifecycleNode):
             with self._expiring_lock:
                 self.expired.extend(gone)
                 self.expiring += len(gone)
+                # bounded: under a storm of short-lived tracks the final runs could pile up without
+                # end (and hold their frames); beyond max_tracks pending, the oldest end without one
+                for t in self.expired[:-self.cfg.max_tracks]:
+                    if t.views:
+                        t.views = []
+                        self.stats["final_runs_skipped_backlog"] += 1
             self.wake.set()
 
     # ---------------------------------------------------------------------------------------- worker
     def _due(self) -> list[int]:
+        """Tracks to reconstruct, most urgent first: tracks without any result yet (a new object
+        matters most), then the longest-waiting change; `~/reconstruct` forces every track."""
         now = time.monotonic()
-        force, self.force_all = self.force_all, False
         out = []
         for t in list(self.buffer.tracks.values()):
-            if t.version == t.reconstructed_version and not force:
+            forced = t.track_id in self.forced
+            if t.version == t.reconstructed_version and not forced:
                 continue
-            if not force and now - self.last_run_wall.get(t.track_id, -1e9) < self.cfg.min_reconstruct_interval_s:
+            if not forced and now - self.last_run_wall.get(t.track_id, -1e9) < self.cfg.min_reconstruct_interval_s:
                 continue
             out.append(t.track_id)
-        return out
+        return sorted(out, key=lambda tid: (tid in self.tracks_with_result, self.frame_wall.get(tid, 0.0)))
 
     def _work(self) -> None:
         while not self.stop.is_set():
             self.wake.wait(0.2)
             self.wake.clear()
             try:
+                ended = []
                 while self.expired:  # once more when a track expires, then forget it
-                    t = self.expired.pop(0)
+                    with self._expiring_lock:
+                        t = self.expired.pop(0)
                     try:
                         if t.version != t.reconstructed_version and t.views:
                             self._run(t.track_id, [k.view for k in t.views], t.version, final=True)
-                        self._forget(t.track_id)
+                        ended.append(t.track_id)
                         self._account_end(t.track_id)
                     finally:
                         with self._expiring_lock:
                             self.expiring -= 1
-                for tid in self._due():
+                self._forget(ended)  # one withdrawal for the lot, not one per track
+                due = self._due()
+                if due:  # one at a time, then look again: a new track need not wait for a whole round
+                    tid = due[0]
+                    self.forced.discard(tid)
                     snap = self.buffer.snapshot(tid)
                     if snap is not None:
                         self._run(tid, *snap)
-                if self._due():
                     self.wake.set()
             except Exception:  # the worker never dies
                 self.get_logger().error("worker: " + traceback.format_exc().splitlines()[-1], throttle_duration_sec=5.0)
@@ -400,17 +413,19 @@ class AmodalGen3DNode(LifecycleNode):
 
     def _account_end(self, tid: int) -> None:
         """A track ended: it had a result, or the reason it had none is counted."""
+        self.forced.discard(tid)
         if tid in self.tracks_with_result:
             self.tracks_with_result.discard(tid)
         else:
             self.stats["tracks_ended_without_result_" + ("failed" if tid in self.failed else "not_reconstructed")] += 1
         self.failed.pop(tid, None)
 
-    def _forget(self, tid: int) -> None:
-        obj = self.results.pop(tid, None)
-        if obj is not None:
+    def _forget(self, tids: list[int]) -> None:
+        """Withdraw ended tracks' results: DELETE markers, then the arrays without them."""
+        gone = [(tid, obj) for tid in tids if (obj := self.results.pop(tid, None)) is not None]
+        if gone:
             ma = MarkerArray()
-            ma.markers = [conv.delete_marker(obj.header, tid)]
+            ma.markers = [conv.delete_marker(obj.header, tid) for tid, obj in gone]
             self.pub_markers.publish(ma)
             self._publish(changed=[])
 
