@@ -565,10 +565,13 @@ def hull_field(obs, grid) -> np.ndarray:
     hp = hull.points[hull.vertices]
     sl = grid.box_slices(hp.min(0) - grid.voxel_m, hp.max(0) + grid.voxel_m)
     out = np.zeros(grid.shape, np.float32)
-    c = grid.centers_in(sl)
-    sd = np.empty(len(c))
+    # float32 about the box centre: sub-micrometre error on a 0.5 voxel ramp, half the time of float64
+    o = (hp.min(0) + hp.max(0)) / 2
+    c = (grid.centers_in(sl) - o).astype(np.float32)
+    n, d = eq[:, :3].astype(np.float32), (eq[:, 3] + eq[:, :3] @ o).astype(np.float32)
+    sd = np.empty(len(c), np.float32)
     for k in range(0, len(c), 65536):  # bounded memory
-        sd[k:k + 65536] = (c[k:k + 65536] @ eq[:, :3].T + eq[:, 3]).max(1)  # > 0 outside
+        sd[k:k + 65536] = (c[k:k + 65536] @ n.T + d).max(1)  # > 0 outside
     out[sl] = np.clip(0.5 - sd / grid.voxel_m, 0.0, 1.0).reshape(out[sl].shape)
     return out
 
