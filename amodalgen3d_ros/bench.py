@@ -65,7 +65,7 @@ def _clean_depth(scene: Path, i: int) -> np.ndarray:
 def method_label(method: str) -> str:
     """A table label without slashes: "amodalgen3d@runs/abl_x/flow.safetensors" -> "amodalgen3d@abl_x"."""
     head, _, query = method.partition("?")
-    if "@" in head:
+    if "@" in head and "/" in head:  # idempotent: a label passes through unchanged
         base, _, weights = head.partition("@")
         head = f"{base}@{Path(weights).parent.name}"
     return head + (f"?{query}" if query else "")
