@@ -596,7 +596,3 @@ def learned_methods() -> dict:
             out[name] = lambda obs, _n=name: learned_method(_n)(obs)
     return out
 
-
-def release_learned_methods() -> None:
-    """Drop every loaded network (a lifecycle node frees its model on deactivate)."""
-    _CACHE.clear()
