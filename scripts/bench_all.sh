@@ -9,7 +9,7 @@ $amo bench --split heldout --scenes 60 --views 1,2,4 --methods amodalgen3d,amoda
 $amo bench --combine bench_out/baselines_posed,bench_out/learned_posed --out bench_out/posed
 $amo bench --split heldout --scenes 30 --views 2,4 --methods support_hull,amodalgen3d --unposed --out bench_out/unposed
 $amo bench --poses --scenes 60 --out bench_out/poses
-$amo bench --speed --views 1,4,8 --out bench_out/speed4
+$amo bench --speed --views 1,4,8 --out bench_out/speed5
 $amo bench --node --rate 30 --seconds 40 --objects 5 --out bench_out/node3
 $amo bench --node --rate 30 --seconds 300 --objects 10 --out bench_out/soak
 $amo bench --fuzz 3000 --out bench_out/fuzz
