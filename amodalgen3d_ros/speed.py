@@ -57,7 +57,6 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
     report = {"machine": machine_info(), "repeats": repeats, "rows": rows, "peak_rss_mb": peak_mb}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "speed.json").write_text(json.dumps(report, indent=1))
     md = ["## Seconds per object (posed views, CPU)", "",
           f"median of {repeats} runs after a warm-up; peak RSS of the process {peak_mb:.0f} MB", "",
           "| method | backend | views | steps | samples | seconds (median) | of which observation | of which networks |",
@@ -77,6 +76,6 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
                    f"first result {nb['first_result_s'] or float('nan'):.2f} s after the first frame."]
         except ImportError:  # no ROS here: the core's figures only
             pass
-        (out / "speed.json").write_text(json.dumps(report, indent=1))
+    (out / "speed.json").write_text(json.dumps(report, indent=1))
     (out / "speed.md").write_text("\n".join(md) + "\n")
     return report

@@ -17,7 +17,6 @@ weights are still read from safetensors by the child).
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -124,9 +123,8 @@ class ReconstructionWorker:
 
     def _start(self) -> None:
         a, b = socket.socketpair()
-        env = dict(os.environ)
         self.proc = subprocess.Popen([sys.executable, "-m", "amodalgen3d_ros.worker", str(b.fileno())],
-                                     pass_fds=(b.fileno(),), env=env, stdin=subprocess.DEVNULL)
+                                     pass_fds=(b.fileno(),), stdin=subprocess.DEVNULL)
         b.close()
         self.conn = Connection(a.detach())
         self.conn.send(asdict(self.spec))

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 amo=.venv/bin/amodalgen3d
 steps=${STEPS:-500}
 declare -A flags=([full]="" [no_vwca]="--no-vwca" [mean_fusion]="--view-fusion mean" [no_scca]="--no-scca"
-                  [no_gate]="--no-gate" [with_prior]="--prior")
+                  [no_gate]="--no-gate")
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(full no_vwca no_scca no_gate mean_fusion)
 for n in "${names[@]}"; do

@@ -80,7 +80,6 @@ def _frame(kind: str, view, stamp_ns: int, rng: np.random.Generator):
 
 def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: float = 20.0,
              params: dict | None = None, progress: bool = True) -> dict:
-    import psutil
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from tqdm import tqdm
@@ -90,7 +89,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
     from .. import synth
     from ..geometry import invert
     from .conversions import mesh_from_msg
-    from .node_bench import input_publishers
+    from .node_bench import ProcessTree, input_publishers
     from .replay import start_node
 
     out = Path(out)
@@ -102,16 +101,10 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
     proc = start_node(out, {**topics, "method": "support_hull", "use_sim_time": "false", "max_frame_rate_hz": "0.0",
                             "min_reconstruct_interval_s": "0.0", "diagnostics_period_s": "0.5",
                             "track_timeout_s": "1.0", **(params or {})})
-    ps = psutil.Process(proc.pid)
+    tree = ProcessTree(proc.pid)
 
     def rss_mb() -> float:
-        total = 0.0
-        for p in [ps] + ps.children(recursive=True):
-            try:
-                total += p.memory_info().rss / 2**20
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return tree.sample()[1]
 
     rclpy.init()
     node = rclpy.create_node("amodalgen3d_fuzz")

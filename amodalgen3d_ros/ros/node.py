@@ -414,6 +414,8 @@ class AmodalGen3DNode(LifecycleNode):
     def _account_end(self, tid: int) -> None:
         """A track ended: it had a result, or the reason it had none is counted."""
         self.forced.discard(tid)
+        self.frame_wall.pop(tid, None)  # per-track state goes with the track: ids churn without end
+        self.last_run_wall.pop(tid, None)
         if tid in self.tracks_with_result:
             self.tracks_with_result.discard(tid)
         else:

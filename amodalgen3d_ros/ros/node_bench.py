@@ -39,6 +39,30 @@ def render_frames(n_objects: int, n_frames: int = 30, seed: int = 11) -> list[Vi
     return views
 
 
+class ProcessTree:
+    """CPU % and RSS (MB) of a process and its children (the node and its reconstruction
+    process, restarted ones too); CPU % counts from the previous sample."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.known: dict = {}
+
+    def sample(self) -> tuple[float, float]:
+        import psutil
+
+        cpu = rss = 0.0
+        for p in [self.root] + self.root.children(recursive=True):
+            p = self.known.setdefault(p.pid, p)
+            try:
+                cpu += p.cpu_percent(None)
+                rss += p.memory_info().rss / 2**20
+            except psutil.NoSuchProcess:
+                pass
+        return cpu, rss
+
+
 def input_publishers(node, topics: dict, depth: int) -> list:
     """Reliable publishers of the node's four inputs, in view_to_msgs order (colour, depth, info, labels)."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -52,7 +76,6 @@ def input_publishers(node, topics: dict, depth: int) -> list:
 
 def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0, n_objects: int = 5,
                    params: dict | None = None) -> dict:
-    import psutil
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
 
@@ -67,21 +90,7 @@ def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0
     topics = {"color_topic": "/nb/color", "depth_topic": "/nb/depth", "camera_info_topic": "/nb/info",
               "labels_topic": "/nb/labels"}
     proc = start_node(out, {**topics, **(params or {}), "use_sim_time": "false"})
-    ps = psutil.Process(proc.pid)
-    tree: dict[int, psutil.Process] = {}
-
-    def tree_sample() -> tuple[float, float]:
-        """CPU % and RSS (MB) of the node and its reconstruction process (restarted ones too)."""
-        procs = [ps] + ps.children(recursive=True)
-        cpu = rss = 0.0
-        for p in procs:
-            p = tree.setdefault(p.pid, p)
-            try:
-                cpu += p.cpu_percent(None)
-                rss += p.memory_info().rss / 2**20
-            except psutil.NoSuchProcess:
-                pass
-        return cpu, rss
+    tree_sample = ProcessTree(proc.pid).sample
     rclpy.init()
     node = rclpy.create_node("amodalgen3d_node_bench")
     pubs = input_publishers(node, topics, 10)
@@ -124,7 +133,9 @@ def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0
 
     def settled() -> bool:
         kv = {x.key: x.value for x in diags[-1].status[0].values} if diags and diags[-1].status else {}
-        return kv.get("buffer_tracks") == "0" and kv.get("queue_tracks_expiring") == "0"
+        # frames still in flight to a lagging node would make new tracks: input must have stopped too
+        idle = all(float(v) == 0.0 for k, v in kv.items() if k.startswith("rate_"))
+        return idle and kv.get("buffer_tracks") == "0" and kv.get("queue_tracks_expiring") == "0"
     t_stop = time.monotonic()
     while time.monotonic() - t_stop < 120 and not settled():
         rclpy.spin_once(node, timeout_sec=0.1)
