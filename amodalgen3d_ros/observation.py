@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import FusedTarget, ViewPoses, fit_support_plane, fuse_target, invert, project, resolve_poses, transform
+from .geometry import FusedTarget, ViewPoses, fit_support_plane, fuse_target, invert, resolve_poses
 from .surface import Grid
 from .views import TargetMasks, View, ViewsFormatError
 
@@ -94,39 +94,36 @@ class RayEvidence:
 
 
 def ray_evidence(obs: Observation, grid: Grid, trunc_m: float) -> RayEvidence:
-    c = grid.centers()
-    n = len(c)
-    free = np.zeros(n, np.int32)
-    behind_t = np.zeros(n, np.int32)
-    behind_o = np.zeros(n, np.int32)
-    sdf_sum = np.zeros(n, np.float64)
-    sdf_w = np.zeros(n, np.float64)
+    s = grid.shape
+    free = np.zeros(s, np.int32)
+    behind_t = np.zeros(s, np.int32)
+    behind_o = np.zeros(s, np.int32)
+    sdf_sum = np.zeros(s, np.float64)
+    sdf_w = np.zeros(s, np.int32)
     for i in obs.used_views():
         v = obs.views[i]
         assert v.depth_m is not None
-        pc = transform(invert(obs.poses.T_out_cam[i]), c)  # type: ignore[arg-type]
-        uv, z = project(pc, v.K)
-        u = np.round(uv[:, 0]).astype(int)
-        vv = np.round(uv[:, 1]).astype(int)
+        x, y, z = grid.centers_in_frame(invert(obs.poses.T_out_cam[i]))  # type: ignore[arg-type]
+        zs = np.where(z > 1e-9, z, 1e-9)
+        u = np.round(v.K[0, 0] * x / zs + v.K[0, 2]).astype(np.int64)
+        vv = np.round(v.K[1, 1] * y / zs + v.K[1, 2]).astype(np.int64)
         ok = (z > 0.05) & (u >= 0) & (u < v.width) & (vv >= 0) & (vv < v.height)
-        D = np.zeros(n, np.float32)
-        D[ok] = v.depth_m[vv[ok], u[ok]]
-        lab = np.zeros(n, np.int64)
-        lab[ok] = v.labels[vv[ok], u[ok]]
-        has = ok & (D > 0)
+        flat = np.where(ok, vv * v.width + u, 0)  # one gather per image instead of fancy 2D indexing
+        D = np.where(ok, v.depth_m.ravel()[flat], np.float32(0))
+        has = D > 0  # implies ok
         sdf = D - z
         is_free = has & (sdf > trunc_m)
         free += is_free
-        tgt = has & (lab == obs.target_id)
+        tgt = has & (v.labels.ravel()[flat] == obs.target_id)
         near = tgt & (np.abs(sdf) <= trunc_m)
         sdf_sum[near] += sdf[near] / trunc_m
-        sdf_w[near] += 1
+        sdf_w += near
         behind_t += tgt & (sdf < -trunc_m)
-        occl = ok & obs.masks[i].occluder[np.clip(vv, 0, v.height - 1), np.clip(u, 0, v.width - 1)]
-        behind_o += occl & ~is_free
+        behind_o += ok & obs.masks[i].occluder.ravel()[flat] & ~is_free
     tsdf = np.where(sdf_w > 0, sdf_sum / np.maximum(sdf_w, 1), np.nan)
-    below = np.zeros(n, bool)
+    below = np.zeros(s, bool)
     if obs.plane is not None:
-        below = c @ obs.plane[:3] + obs.plane[3] < 0
-    s = grid.shape
-    return RayEvidence(free.reshape(s), behind_t.reshape(s), behind_o.reshape(s), tsdf.reshape(s), below.reshape(s))
+        x, y, z = grid.centers_in_frame(np.eye(4))
+        n = obs.plane[:3]
+        below = n[0] * x + n[1] * y + n[2] * z + obs.plane[3] < 0
+    return RayEvidence(free, behind_t, behind_o, tsdf, below)

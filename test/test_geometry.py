@@ -101,3 +101,18 @@ def test_support_plane_is_deterministic_and_level(scene0):
         np.testing.assert_array_equal(p, planes[0])
     # synth scenes stand on the table z = 0 of the world frame
     assert abs(planes[0][2]) > 0.999 and abs(planes[0][3]) < 0.005
+
+
+def test_grid_centres_in_another_frame():
+    from scipy.spatial.transform import Rotation
+
+    from amodalgen3d_ros.geometry import transform
+    from amodalgen3d_ros.surface import Grid
+
+    g = Grid(np.array([0.1, -0.2, 0.3]), 0.01, (5, 4, 3))
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_rotvec([0.3, -0.5, 0.9]).as_matrix()
+    T[:3, 3] = [0.4, 0.0, -1.0]
+    x, y, z = g.centers_in_frame(T)
+    want = transform(T, g.centers()).reshape(5, 4, 3, 3)
+    np.testing.assert_allclose(np.stack([x, y, z], -1), want, atol=1e-12)
