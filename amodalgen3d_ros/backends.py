@@ -4,6 +4,8 @@ TensorRT execution providers, whichever are installed) and native TensorRT.
 The generator is exported as two ONNX graphs, with dynamic samples (batch) and views:
   encoder.onnx   geo (B, C_geo, R, R, R), views (B, V, C_img, c, c)  -> img (B, V, N, D), geo_tok (B, T', D)
   step.onnx      z (B, 1, R, R, R), t (B,), geo, tau (B, V), valid (B, V), img, geo_tok -> velocity (B, 1, R, R, R)
+and the 2D amodal prior as one, with a dynamic number of views:
+  prior.onnx     x (V, 8, 64, 64) -> out (V, 2, 64, 64)
 Inputs and outputs stay fp32 in every backend (fp16 only inside a TensorRT engine).
 
 TensorRT engines are built from the ONNX once and cached under a directory; the cache key is the
@@ -276,6 +278,50 @@ def onnx_files(model: AmodalGen3D, onnx_dir: str | Path, weights_sha: str) -> Pa
     if not ((d / "encoder.onnx").is_file() and (d / "step.onnx").is_file()):
         export_onnx(model, d)
     return d
+
+
+PRIOR_GRAPH_VERSION = 3  # 2: depth as a correction to the nearest visible depth (8 inputs); 3: retrained
+
+
+def prior_onnx(net, onnx_dir: str | Path, weights_sha: str, opset: int = 17) -> Path:
+    """The 2D amodal prior's graph under onnx_dir/<weights hash>_p<version>/prior.onnx, exported once."""
+    path = Path(onnx_dir) / f"{weights_sha[:16]}_p{PRIOR_GRAPH_VERSION}" / "prior.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from .amodal_prior import PRIOR_CHANNELS
+
+        x = torch.rand(2, len(PRIOR_CHANNELS), net.cfg.crop, net.cfg.crop)
+        tmp = path.with_suffix(".tmp.onnx")
+        with torch.no_grad():
+            torch.onnx.export(net.eval(), (x,), str(tmp), input_names=["x"], output_names=["out"], opset_version=opset,
+                              dynamo=False, dynamic_axes={"x": {0: "V"}, "out": {0: "V"}})
+        tmp.replace(path)
+    return path
+
+
+def make_prior_runner(name: str, net, onnx_dir: str | Path | None = None, threads: int = 0,
+                      weights_sha: str = "unhashed"):
+    """The 2D amodal prior as numpy (V, 8, C, C) -> (V, 2, C, C) on the backend ``name``: torch,
+    or onnxruntime (also for tensorrt: onnxruntime's TensorRT provider where installed; the prior
+    is a few milliseconds a view and not worth an engine of its own)."""
+    from .amodal_prior import torch_runner
+
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend '{name}' ({', '.join(BACKENDS)})")
+    if name != "torch":
+        try:
+            import onnxruntime as ort
+
+            path = prior_onnx(net, Path(onnx_dir or Path.home() / ".cache" / "amodalgen3d" / "onnx"), weights_sha)
+            so = ort.SessionOptions()
+            if threads:
+                so.intra_op_num_threads = threads
+            wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+            sess = ort.InferenceSession(str(path), so, providers=[p for p in wanted if p in ort.get_available_providers()])
+            return lambda x: sess.run(None, {"x": np.ascontiguousarray(x, np.float32)})[0]
+        except ImportError as e:
+            log.warning("onnxruntime unavailable (%s): the amodal prior runs on torch", e)
+    return torch_runner(net)
 
 
 def make_backend(name: str, model: AmodalGen3D, onnx_dir: str | Path | None = None, threads: int = 0,

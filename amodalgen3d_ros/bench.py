@@ -260,6 +260,152 @@ def run_pose_bench(cfg: BenchConfig, out_dir: str | Path, progress: bool = True)
     return report
 
 
+# --------------------------------------------------------------------------------------------
+# The 2D amodal prior against the trivial prior "amodal = visible"
+# --------------------------------------------------------------------------------------------
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    u = (a | b).sum()
+    return float((a & b).sum() / u) if u else float("nan")
+
+
+def prior_rows(samples: dict[str, np.ndarray], out: np.ndarray) -> list[dict]:
+    """Per view crop: IoU of the amodal mask and of its hidden part (amodal, not visible), and
+    the error (mm) of the hidden front surface's depth, for the network and the trivial prior
+    (amodal = visible; depth of the nearest visible pixel)."""
+    from scipy import ndimage
+
+    from .amodal_prior import PRIOR_CHANNELS
+
+    vis_c, dep_c, ok_c = (PRIOR_CHANNELS.index(c) for c in ("visible", "depth", "depth_valid"))
+    rows = []
+    for k in range(len(out)):
+        x = samples["x"][k].astype(np.float32)
+        visible = x[vis_c] > 0.5
+        amodal = samples["amodal"][k] > 0
+        pred = (out[k, 0] > 0) | visible
+        hidden_gt, hidden_pred = amodal & ~visible, pred & ~visible
+        seen = visible & (x[ok_c] > 0.5)
+        row = {"occlusion": float(samples["occlusion"][k]), "hidden_px": int(hidden_gt.sum()),
+               "iou_amodal": _iou(pred, amodal), "iou_amodal_trivial": _iou(visible, amodal),
+               "iou_hidden": _iou(hidden_pred, hidden_gt), "iou_hidden_trivial": 0.0 if hidden_gt.any() else float("nan")}
+        dmask = hidden_gt & (samples["ok"][k] > 0)
+        if dmask.any() and seen.any():
+            unit_mm = float(samples["crop_m"][k]) * 1000
+            true = samples["depth_rel"][k].astype(np.float32)
+            _, (iy, ix) = ndimage.distance_transform_edt(~seen, return_indices=True)
+            nearest = x[dep_c][iy, ix]
+            row["hidden_depth_err_mm"] = float(np.mean(np.abs(out[k, 1] - true)[dmask]) * unit_mm)
+            row["hidden_depth_err_trivial_mm"] = float(np.mean(np.abs(nearest - true)[dmask]) * unit_mm)
+        rows.append(row)
+    return rows
+
+
+def run_prior_bench(weights: str | Path, out_dir: str | Path, data: str = "data/heldout", scenes: int = 60,
+                    progress: bool = True) -> dict:
+    """Every view of the held-out scenes (no augmentation) through the prior."""
+    import torch
+
+    from .amodal_prior import load_prior
+    from .train import prepare_prior
+
+    cfg = BenchConfig(data=data, scenes=scenes)
+    ensure_scenes(cfg, progress)
+    samples = prepare_prior(data, scenes, 0, BENCH_SEED, augment=False, progress=progress)
+    net = load_prior(weights)
+    with torch.inference_mode():
+        out = np.concatenate([net(torch.from_numpy(samples["x"][i:i + 64].astype(np.float32))).numpy()
+                              for i in range(0, len(samples["x"]), 64)])
+    rows = prior_rows(samples, out)
+    keys = ["iou_amodal", "iou_amodal_trivial", "iou_hidden", "iou_hidden_trivial", "hidden_depth_err_mm",
+            "hidden_depth_err_trivial_mm"]
+
+    def stats(sel: list[dict]) -> dict:
+        st: dict = {"views": len(sel)}
+        for key in keys:
+            v = [r[key] for r in sel if key in r and np.isfinite(r[key])]
+            st[key] = float(np.mean(v)) if v else float("nan")
+        return st
+
+    table = {"all": stats(rows), "with hidden part (>= 20 px)": stats([r for r in rows if r["hidden_px"] >= 20])}
+    for lo, hi in zip(OCCLUSION_BANDS[:-1], OCCLUSION_BANDS[1:]):
+        table[f"occlusion {int(lo * 100)}-{int(min(hi, 1) * 100)}%"] = stats(
+            [r for r in rows if lo <= r["occlusion"] < hi])
+    report = {"weights": str(weights), "data": data, "scenes": scenes, "machine": machine_info(), "table": table,
+              "rows": rows}
+    out_p = Path(out_dir)
+    out_p.mkdir(parents=True, exist_ok=True)
+    (out_p / "prior.json").write_text(json.dumps(report, indent=1))
+    md = [f"## 2D amodal prior vs the trivial prior (amodal = visible), {scenes} held-out scenes, every view", "",
+          "IoU of the amodal mask and of its hidden part; error of the hidden front surface's depth "
+          "(trivial: the nearest visible pixel's depth).", "",
+          "| views | n | amodal IoU | trivial | hidden IoU | trivial | hidden depth err (mm) | trivial |",
+          "|---|---|---|---|---|---|---|---|"]
+    for name, st in table.items():
+        md.append(f"| {name} | {st['views']} | {st['iou_amodal']:.3f} | {st['iou_amodal_trivial']:.3f} | "
+                  f"{st['iou_hidden']:.3f} | {st['iou_hidden_trivial']:.3f} | {st['hidden_depth_err_mm']:.1f} | "
+                  f"{st['hidden_depth_err_trivial_mm']:.1f} |")
+    (out_p / "prior.md").write_text("\n".join(md) + "\n")
+    return report
+
+
+def cube_coverage_scene(args: tuple) -> list[dict]:
+    """The object cube with and without the prior: the share of the true surface inside it and
+    its side over the true object's largest extent (a larger cube is a coarser grid)."""
+    scene, weights, views = args
+    import torch
+
+    from .amodal_prior import load_prior, torch_runner
+    from .features import FeatureConfig, cube_frame, model_inputs
+    from .observation import observe
+    torch.set_num_threads(1)
+    run = torch_runner(load_prior(weights))
+    vs = read_views_dir(Path(scene) / "views")
+    gt = synth.load_gt(Path(scene))
+    pts = sample_surface(gt["mesh"], 5000, seed=0)
+    rows = []
+    for n in views:
+        obs = observe(vs.views[:n], vs.target_id)
+        for name, fc in (("visible", FeatureConfig()), ("prior", FeatureConfig(amodal_prior=True))):
+            if fc.amodal_prior:
+                mi = model_inputs(obs, fc, prior=run)
+                T, side = mi.T_out_cube, mi.side_m
+            else:
+                T, side = cube_frame(obs, fc)
+            p = (pts - T[:3, 3]) @ T[:3, :3]
+            rows.append({"scene": Path(scene).name, "views": n, "cube": name,
+                         "coverage": float(np.mean(np.all(np.abs(p) <= side / 2, 1))),
+                         "side_over_extent": side / float(np.max(gt["mesh"].extents)),
+                         "occlusion": float(np.mean(gt["occlusion"][:n]))})
+    return rows
+
+
+def run_cube_bench(weights: str | Path, out_dir: str | Path, data: str = "data/heldout", scenes: int = 60,
+                   views: tuple[int, ...] = (1, 2, 4), workers: int = 2, progress: bool = True) -> dict:
+    cfg = BenchConfig(data=data, scenes=scenes)
+    dirs = ensure_scenes(cfg, progress)
+    rows = [r for rs in _pool_map(cube_coverage_scene, [(str(d), str(weights), views) for d in dirs], workers,
+                                  "cube", progress) for r in rs]
+    table = []
+    for n in views:
+        for cube in ("visible", "prior"):
+            sel = [r for r in rows if r["views"] == n and r["cube"] == cube]
+            table.append({"views": n, "cube": cube, "mean_coverage": float(np.mean([r["coverage"] for r in sel])),
+                          "share_below_99": float(np.mean([r["coverage"] < 0.99 for r in sel])),
+                          "median_side_over_extent": float(np.median([r["side_over_extent"] for r in sel]))})
+    report = {"weights": str(weights), "machine": machine_info(), "table": table, "rows": rows}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cube.json").write_text(json.dumps(report, indent=1))
+    md = [f"## The object cube, sized from the visible points alone or with the 2D prior ({len(dirs)} held-out scenes)",
+          "", "| views | cube from | true surface inside (mean) | scenes with < 99 % inside | cube side / true extent (median) |",
+          "|---|---|---|---|---|"]
+    md += [f"| {t['views']} | {t['cube']} | {t['mean_coverage']:.3f} | {t['share_below_99']:.0%} | "
+           f"{t['median_side_over_extent']:.2f} |" for t in table]
+    (out / "cube.md").write_text("\n".join(md) + "\n")
+    return report
+
+
 def combine(dirs: list[Path], out: Path) -> dict:
     """One table from the rows of earlier runs on the same scenes (e.g. baselines + learned)."""
     reports = [json.loads((d / "bench.json").read_text()) for d in dirs]

@@ -81,6 +81,13 @@ def cmd_bench(a: argparse.Namespace) -> int:
         rep = run_speed_bench(a.out, views=a.views, repeats=a.repeats)
         print((Path(a.out) / "speed.md").read_text())
         return 0
+    if a.prior:
+        from .bench import run_cube_bench, run_prior_bench
+
+        run_prior_bench(a.prior, a.out, data=cfg.data, scenes=cfg.scenes)
+        run_cube_bench(a.prior, a.out, data=cfg.data, scenes=cfg.scenes, views=cfg.views, workers=cfg.workers)
+        print((Path(a.out) / "prior.md").read_text() + "\n" + (Path(a.out) / "cube.md").read_text())
+        return 0
     if a.poses:
         rep = run_pose_bench(cfg, a.out)
         print((Path(a.out) / "poses.md").read_text())
@@ -93,11 +100,17 @@ def cmd_bench(a: argparse.Namespace) -> int:
 def cmd_train(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .train import TrainConfig, train
+    from .train import PriorTrainConfig, TrainConfig, train, train_prior
 
+    if a.mode == "prior":
+        pcfg = replace(PriorTrainConfig(), data=a.data, out=a.out or "runs/prior", scenes=a.scenes,
+                       steps=a.steps, batch=a.batch, seed=a.seed, threads=a.threads)
+        print(json.dumps({"weights": str(train_prior(pcfg))}))
+        return 0
     cfg = replace(TrainConfig(), data=a.data, out=a.out or f"runs/{a.mode}", mode=a.mode, scenes=a.scenes,
                   steps=a.steps, batch=a.batch, seed=a.seed, threads=a.threads, view_fusion=a.view_fusion,
-                  use_vwca=not a.no_vwca, use_scca=not a.no_scca, use_gate=not a.no_gate)
+                  use_vwca=not a.no_vwca, use_scca=not a.no_scca, use_gate=not a.no_gate,
+                  prior="" if a.no_prior else a.prior)
     weights = train(cfg)
     print(json.dumps({"weights": str(weights)}))
     return 0
@@ -175,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-depth-noise", action="store_true", help="the same scenes with exact depth (no noise, no holes)")
     b.add_argument("--unposed", action="store_true", help="drop the poses: estimate them from the frames")
     b.add_argument("--poses", action="store_true", help="benchmark pose estimation instead")
+    b.add_argument("--prior", default=None, metavar="WEIGHTS",
+                   help="benchmark the 2D amodal prior (these weights) against the trivial prior instead")
     b.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--out", default="bench_out")
@@ -190,10 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--speed", action="store_true", help="seconds per object and peak memory of the learned method")
     b.add_argument("--repeats", type=int, default=5, help="--speed: runs per setting (median quoted)")
     b.set_defaults(fn=cmd_bench)
-    t = sub.add_parser("train", help="train the generator (flow) or the deterministic reference (regress)")
+    t = sub.add_parser("train", help="train the generator (flow), the deterministic reference (regress) or the "
+                                     "2D amodal prior (prior)")
     t.add_argument("--data", default="data/train")
     t.add_argument("--out", default=None)
-    t.add_argument("--mode", choices=["flow", "regress"], default="flow")
+    t.add_argument("--mode", choices=["flow", "regress", "prior"], default="flow")
     t.add_argument("--scenes", type=int, default=3000)
     t.add_argument("--steps", type=int, default=3000)
     t.add_argument("--batch", type=int, default=16)
@@ -203,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-vwca", action="store_true", help="ablation: without View-Wise Cross Attention")
     t.add_argument("--no-scca", action="store_true", help="ablation: without Stereo-Conditioned Cross Attention")
     t.add_argument("--no-gate", action="store_true", help="ablation: SCCA without its gate")
+    t.add_argument("--prior", default=str(Path(__file__).parent / "weights" / "amodal_prior.safetensors"),
+                   help="the 2D amodal prior's weights (its outputs are inputs)")
+    t.add_argument("--no-prior", action="store_true", help="ablation: without the 2D amodal prior")
     t.set_defaults(fn=cmd_train)
     c = sub.add_parser("calibrate", help="choose a learned method's surface level on fresh validation scenes")
     c.add_argument("weights")

@@ -36,7 +36,13 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
                 vs = scene.views[:n]
                 obs = observe(vs, scene.target_id)
                 m(obs)  # warm-up
-                t_obs, t_all, t_net = [], [], []
+                t_obs, t_all, t_net, t_prior = [], [], [], []
+                prior_x = None
+                if m.prior is not None:
+                    from .amodal_prior import prior_input
+
+                    prior_x = np.stack([pi.x for i in obs.used_views()
+                                        if (pi := prior_input(obs.views[i], obs.masks[i])) is not None])
                 for _ in range(repeats):
                     t0 = time.perf_counter()
                     obs = observe(vs, scene.target_id)
@@ -45,26 +51,33 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
                     t2 = time.perf_counter()
                     t_obs.append(t1 - t0)
                     t_all.append(t2 - t0)
-                    mi = model_inputs(obs, m.fcfg)
+                    mi = model_inputs(obs, m.fcfg, prior=m.prior)
                     t3 = time.perf_counter()
                     m.occupancy(mi)  # the networks alone: encoder and every sampling step
                     t_net.append(time.perf_counter() - t3)
+                    if prior_x is not None and m.prior is not None:  # the 2D amodal prior's network on every view
+                        t4 = time.perf_counter()
+                        m.prior(prior_x)
+                        t_prior.append(time.perf_counter() - t4)
                 rows.append({"method": name, "backend": m.backend.name, "views": n, "steps": steps, "samples": samples,
                              "seconds_median": float(np.median(t_all)), "seconds_min": float(np.min(t_all)),
                              "observation_seconds_median": float(np.median(t_obs)),
-                             "network_seconds_median": float(np.median(t_net))})
+                             "network_seconds_median": float(np.median(t_net)),
+                             "prior_seconds_median": float(np.median(t_prior)) if t_prior else 0.0})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = {"machine": machine_info(), "repeats": repeats, "rows": rows, "peak_rss_mb": peak_mb}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     md = ["## Seconds per object (posed views, CPU)", "",
           f"median of {repeats} runs after a warm-up; peak RSS of the process {peak_mb:.0f} MB", "",
-          "| method | backend | views | steps | samples | seconds (median) | of which observation | of which networks |",
-          "|---|---|---|---|---|---|---|---|"]
+          "| method | backend | views | steps | samples | seconds (median) | of which observation | of which generator "
+          "networks | of which 2D prior network |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['method']} | {r['backend']} | {r['views']} | {r['steps']} | {r['samples']} | "
                   f"{r['seconds_median']:.3f} | "
-                  f"{r['observation_seconds_median']:.3f} | {r['network_seconds_median']:.3f} |")
+                  f"{r['observation_seconds_median']:.3f} | {r['network_seconds_median']:.3f} | "
+                  f"{r['prior_seconds_median']:.3f} |")
     if node_seconds > 0:  # the node's frame-to-result latency with the same defaults (one object, 30 Hz)
         try:
             from .ros.node_bench import run_node_bench

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .backends import file_sha256
 from .features import FEATURES_VERSION, FeatureConfig, model_inputs
 from .geometry import transform
 from .metrics import inside
@@ -31,12 +32,9 @@ CKPT_FORMAT = 1
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    data: str = "data/train"
-    out: str = "runs/flow"
-    mode: str = "flow"  # "flow" (generator) or "regress" (deterministic reference)
-    scenes: int = 3000
-    samples_per_scene: int = 2  # different view subsets of one scene
+class LoopConfig:
+    """The optimisation loop's settings, shared by every network trained here."""
+
     steps: int = 3000
     batch: int = 16
     lr: float = 3e-4
@@ -46,12 +44,23 @@ class TrainConfig:
     threads: int = 2
     val_every: int = 250
     ckpt_every: int = 50
+
+
+@dataclass(frozen=True)
+class TrainConfig(LoopConfig):
+    data: str = "data/train"
+    out: str = "runs/flow"
+    mode: str = "flow"  # "flow" (generator) or "regress" (deterministic reference)
+    scenes: int = 3000
+    samples_per_scene: int = 2  # different view subsets of one scene
     shard_size: int = 200
     # ablations (paper's manner)
     view_fusion: str = "visibility"
     use_vwca: bool = True
     use_scca: bool = True
     use_gate: bool = True
+    # the 2D amodal prior's weights: its outputs are the generator's inputs ("" = ablation without it)
+    prior: str = str(Path(__file__).parent / "weights" / "amodal_prior.safetensors")
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,7 +98,22 @@ def augment_views(views: list[View], rng: np.random.Generator) -> list[View]:
     return out
 
 
-def prepare_scene(scene: Path, n_samples: int, fcfg: FeatureConfig, seed: int) -> list[dict]:
+_PRIOR_RUNNERS: dict = {}
+
+
+def _prior_runner(path: str):
+    """The prior network, loaded once per process (preparation runs in worker processes)."""
+    if not path:
+        return None
+    if path not in _PRIOR_RUNNERS:
+        from .amodal_prior import load_prior, torch_runner
+
+        torch.set_num_threads(1)
+        _PRIOR_RUNNERS[path] = torch_runner(load_prior(path))
+    return _PRIOR_RUNNERS[path]
+
+
+def prepare_scene(scene: Path, n_samples: int, fcfg: FeatureConfig, seed: int, prior: str = "") -> list[dict]:
     rng = np.random.default_rng([seed, int(scene.name.split("_")[-1])])
     vs = read_views_dir(scene / "views")
     gt = load_gt(scene)
@@ -102,7 +126,7 @@ def prepare_scene(scene: Path, n_samples: int, fcfg: FeatureConfig, seed: int) -
             continue
         try:
             obs = observe(views, vs.target_id)
-            mi = model_inputs(obs, fcfg, jitter_yaw_rad=float(rng.normal(0, 0.1)))
+            mi = model_inputs(obs, fcfg, jitter_yaw_rad=float(rng.normal(0, 0.1)), prior=_prior_runner(prior))
         except ValueError:  # no valid target pixels after augmentation
             continue
         centers = transform(mi.T_out_cube, mi.grid(fcfg.res).centers())
@@ -113,10 +137,10 @@ def prepare_scene(scene: Path, n_samples: int, fcfg: FeatureConfig, seed: int) -
 
 
 def _prepare_job(args) -> int:
-    shard_path, scenes, n, fcfg, seed = args
+    shard_path, scenes, n, fcfg, seed, prior = args
     if Path(shard_path).exists():
         return 0
-    samples = [s for sc in scenes for s in prepare_scene(Path(sc), n, fcfg, seed)]
+    samples = [s for sc in scenes for s in prepare_scene(Path(sc), n, fcfg, seed, prior)]
     arrays = {k: np.stack([s[k] for s in samples]) for k in ("geo", "views", "tau", "valid", "occ")}
     tmp = str(shard_path) + ".tmp.npz"
     np.savez(tmp, family=np.array([s["family"] for s in samples]), **arrays)  # type: ignore[arg-type]
@@ -126,29 +150,39 @@ def _prepare_job(args) -> int:
 
 def prepare(cfg: TrainConfig, fcfg: FeatureConfig, progress: bool = True) -> list[Path]:
     """Prepared shards under DATA/prepared_<seed>/, made once, in parallel, resumably."""
-    from multiprocessing import get_context
 
-    from tqdm import tqdm
 
     # shards cover fixed index ranges, so a shard's content never depends on what else was done
     scenes = [Path(cfg.data) / f"scene_{i:05d}" for i in range(cfg.scenes)]
     scenes = [s for s in scenes if (s / "done").exists()]
     if not scenes:
         raise FileNotFoundError(f"no scenes in {cfg.data}: run `amodalgen3d synth --out {cfg.data} ...` first")
-    root = Path(cfg.data) / f"prepared_v{FEATURES_VERSION}_s{cfg.seed}_n{cfg.samples_per_scene}"
+    # keyed by the features' version and the prior's weights: its outputs are in the samples
+    tag = f"p{file_sha256(cfg.prior)[:8]}" if cfg.prior else ""
+    root = Path(cfg.data) / f"prepared_v{FEATURES_VERSION}{tag}_s{cfg.seed}_n{cfg.samples_per_scene}"
     root.mkdir(parents=True, exist_ok=True)
     jobs = []
     for k in range(0, cfg.scenes, cfg.shard_size):
         part = [str(s) for s in scenes if k <= int(s.name[-5:]) < k + cfg.shard_size]
         if len(part) == min(cfg.shard_size, cfg.scenes - k):  # only complete index ranges
-            jobs.append((root / f"shard_{k // cfg.shard_size:04d}.npz", part, cfg.samples_per_scene, fcfg, cfg.seed))
+            jobs.append((root / f"shard_{k // cfg.shard_size:04d}.npz", part, cfg.samples_per_scene, fcfg, cfg.seed,
+                         cfg.prior))
+    make_shards(_prepare_job, jobs, "prepare", progress)
+    return [j[0] for j in jobs]
+
+
+def make_shards(job, jobs: list[tuple], desc: str, progress: bool) -> None:
+    """Run job(args) for the jobs whose shard (args[0]) is missing, on two processes."""
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
     todo = [j for j in jobs if not j[0].exists()]
     if todo:
         with get_context("spawn").Pool(min(2, len(todo))) as pool, \
-                tqdm(total=len(todo), desc="prepare", unit="shard", disable=not progress) as bar:
-            for _ in pool.imap_unordered(_prepare_job, todo):
+                tqdm(total=len(todo), desc=desc, unit="shard", disable=not progress) as bar:
+            for _ in pool.imap_unordered(job, todo):
                 bar.update()
-    return [j[0] for j in jobs]
 
 
 class Samples:
@@ -178,66 +212,41 @@ class Samples:
 # The loop
 # --------------------------------------------------------------------------------------------
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: LoopConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> Path:
+def fit(model: torch.nn.Module, cfg: LoopConfig, out: Path, loss_on, draw, validate, desc: str,
+        progress: bool = True) -> tuple[int, float]:
+    """The one optimisation loop: AdamW, warm-up and cosine learning rate, gradient clipping,
+    validation every cfg.val_every steps, a checkpoint every cfg.ckpt_every (resumed from if
+    present: plain dicts, loaded without pickle), one JSON line of log per step.
+    draw(rng) -> batch; loss_on(batch) -> scalar loss; validate() -> float. Returns (steps, seconds)."""
     from tqdm import tqdm
 
-    torch.set_num_threads(cfg.threads)
-    fcfg = FeatureConfig()
-    data = Samples(prepare(cfg, fcfg, progress))
-    rng = np.random.default_rng(cfg.seed)
-    perm = rng.permutation(len(data))
-    n_val = max(1, min(64, len(data) // 10))
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
-
-    mcfg = ModelConfig(mode=cfg.mode, view_fusion=cfg.view_fusion, use_vwca=cfg.use_vwca,
-                       use_scca=cfg.use_scca, use_gate=cfg.use_gate, crop=fcfg.crop, max_views=fcfg.max_views,
-                       res=fcfg.res)
-    torch.manual_seed(cfg.seed)
-    model = AmodalGen3D(mcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    loss_fn = flow_matching_loss if cfg.mode == "flow" else regression_loss
-
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
     ckpt_path = out / "ckpt.pt"
     step, t_spent = 0, 0.0
-    if ckpt_path.exists():  # resume: checkpoints are plain dicts, loaded without pickle
+    if ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=True)
         assert ck["format"] == CKPT_FORMAT
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, t_spent = int(ck["step"]), float(ck["seconds"])
         torch.set_rng_state(ck["torch_rng"])
-        rng = np.random.default_rng([cfg.seed, step])
-    (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": asdict(mcfg), "features": asdict(fcfg),
-                                                 "samples": len(data)}, indent=1))
+        rng = np.random.default_rng([cfg.seed, step])  # the resumed run's data order is re-seeded
     log = (out / "log.jsonl").open("a")
-
-    def validate() -> float:
-        model.eval()
-        g = torch.get_rng_state()
-        torch.manual_seed(1234)  # the same noise every time: comparable numbers
-        with torch.no_grad():
-            losses = [loss_fn(model, *data.batch(val_idx[i:i + 16])).item() for i in range(0, len(val_idx), 16)]
-        torch.set_rng_state(g)
-        model.train()
-        return float(np.mean(losses))
-
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.mode}", disable=not progress)
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not progress)
     while step < cfg.steps:
         t0 = time.time()
         for gr in opt.param_groups:
             gr["lr"] = lr_at(step, cfg)
-        batch = data.batch(rng.choice(train_idx, cfg.batch, replace=False))
-        loss = loss_fn(model, *batch)
+        loss = loss_on(draw(rng))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -247,7 +256,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         rec = {"step": step, "loss": round(loss.item(), 5), "grad_norm": round(float(gnorm), 4),
                "lr": lr_at(step - 1, cfg), "seconds": round(t_spent, 1)}
         if step % cfg.val_every == 0 or step == cfg.steps:
-            rec["val_loss"] = round(validate(), 5)
+            model.eval()
+            g = torch.get_rng_state()
+            torch.manual_seed(1234)  # the same noise every time: comparable numbers
+            with torch.no_grad():
+                rec["val_loss"] = round(validate(), 5)
+            torch.set_rng_state(g)
+            model.train()
         log.write(json.dumps(rec) + "\n")
         log.flush()
         bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -259,9 +274,171 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                         "config": asdict(cfg)}, tmp)
             tmp.replace(ckpt_path)
     bar.close()
+    return step, t_spent
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    """The generator (flow) or the deterministic reference (regress): data, model, the loop, weights."""
+    torch.set_num_threads(cfg.threads)
+    fcfg = FeatureConfig(amodal_prior=bool(cfg.prior))
+    data = Samples(prepare(cfg, fcfg, progress))
+    perm = np.random.default_rng(cfg.seed).permutation(len(data))
+    n_val = max(1, min(64, len(data) // 10))
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+
+    mcfg = ModelConfig(mode=cfg.mode, view_fusion=cfg.view_fusion, use_vwca=cfg.use_vwca,
+                       use_scca=cfg.use_scca, use_gate=cfg.use_gate, crop=fcfg.crop, max_views=fcfg.max_views,
+                       res=fcfg.res, amodal_prior=fcfg.amodal_prior, img_channels=len(fcfg.img_channels))
+    torch.manual_seed(cfg.seed)
+    model = AmodalGen3D(mcfg)
+    loss_fn = flow_matching_loss if cfg.mode == "flow" else regression_loss
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": asdict(mcfg), "features": asdict(fcfg),
+                                                 "samples": len(data)}, indent=1))
+    step, t_spent = fit(
+        model, cfg, out, loss_on=lambda batch: loss_fn(model, *batch),
+        draw=lambda rng: data.batch(rng.choice(train_idx, cfg.batch, replace=False)),
+        validate=lambda: float(np.mean([loss_fn(model, *data.batch(val_idx[i:i + 16])).item()
+                                        for i in range(0, len(val_idx), 16)])),
+        desc=f"train {cfg.mode}", progress=progress)
     weights = out / f"{cfg.mode}.safetensors"
-    save_weights(model, weights, {"steps": step, "train_seconds": round(t_spent), "samples": len(data),
-                                  "seed": cfg.seed, "data": cfg.data, "scenes": cfg.scenes})
+    meta = {"steps": step, "train_seconds": round(t_spent), "samples": len(data), "seed": cfg.seed, "data": cfg.data,
+            "scenes": cfg.scenes}
+    if cfg.prior:  # the generator is only right with the prior it was trained on
+        meta["prior_sha256"] = file_sha256(cfg.prior)
+    save_weights(model, weights, meta)
+    return weights
+
+
+# --------------------------------------------------------------------------------------------
+# The 2D amodal prior: crops of synth views with their ground-truth amodal masks and depths
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PriorTrainConfig(LoopConfig):
+    data: str = "data/train"
+    out: str = "runs/prior"
+    scenes: int = 3000  # scenes 0..N-1 of the split; a few views of each
+    views_per_scene: int = 3
+    shard_size: int = 200
+    steps: int = 4000  # 11 minutes on 2 threads
+    batch: int = 32
+    lr: float = 1e-3
+    ckpt_every: int = 100
+
+
+def prior_targets(scene: Path, i: int, pi) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ground truth on a prior crop: amodal mask (C, C) uint8, relative depth (C, C) float32,
+    depth valid (C, C) uint8."""
+    import cv2
+
+    from .amodal_prior import DEPTH_CLIP
+
+    n = pi.x.shape[-1]
+    am_png = cv2.imread(str(scene / "gt" / f"amodal_{i:03d}.png"), cv2.IMREAD_GRAYSCALE)
+    ad_png = cv2.imread(str(scene / "gt" / f"amodal_depth_{i:03d}.png"), cv2.IMREAD_UNCHANGED)
+    if am_png is None or ad_png is None:
+        raise FileNotFoundError(f"{scene}/gt: amodal mask or depth of view {i} missing")
+    am = am_png > 127
+    ad = ad_png.astype(np.float32) / 1000
+    a, _ = pi.box.sample(am, n)
+    d, _ = pi.box.sample(ad, n)
+    ok = a & (d > 0)
+    rel = np.where(ok, np.clip((d - pi.z_ref) / pi.crop_m, -DEPTH_CLIP, DEPTH_CLIP), 0.0)
+    return a.astype(np.uint8), rel.astype(np.float32), ok.astype(np.uint8)
+
+
+def prior_scene_samples(scene: Path, k: int, seed: int, augment: bool = True) -> list[dict]:
+    """Up to k views of one scene as prior samples (all views when k <= 0)."""
+    from .amodal_prior import prior_input
+
+    rng = np.random.default_rng([seed, int(scene.name.split("_")[-1]), 7])
+    vs = read_views_dir(scene / "views")
+    gt = json.loads((scene / "gt" / "gt.json").read_text())
+    idx = list(range(len(vs.views))) if k <= 0 else sorted(rng.choice(len(vs.views), k, replace=False).tolist())
+    views = [vs.views[i] for i in idx]
+    if augment:
+        views = augment_views(views, rng)
+    out = []
+    for i, v in zip(idx, views):
+        pi = prior_input(v, v.target_masks(vs.target_id))
+        if pi is None:
+            continue
+        a, rel, ok = prior_targets(scene, i, pi)
+        out.append({"x": pi.x.astype(np.float16), "amodal": a, "depth_rel": rel.astype(np.float16), "ok": ok,
+                    "occlusion": float(gt["occlusion"][i]), "z_ref": pi.z_ref, "crop_m": pi.crop_m})
+    return out
+
+
+def _prior_job(args) -> int:
+    path, scenes, k, seed, augment = args
+    if Path(path).exists():
+        return 0
+    samples = [s for sc in scenes for s in prior_scene_samples(Path(sc), k, seed, augment)]
+    arrays = {key: np.stack([s[key] for s in samples]) for key in samples[0]}
+    tmp = str(path) + ".tmp.npz"
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    Path(tmp).rename(path)
+    return len(samples)
+
+
+def prepare_prior(data: str, scenes: int, k: int, seed: int, shard_size: int = 200, augment: bool = True,
+                  progress: bool = True) -> dict[str, np.ndarray]:
+    """Prior samples of scenes 0..scenes-1, in shards under DATA/prior_k<K>_s<seed>/ (resumable)."""
+
+
+    from .amodal_prior import PRIOR_INPUT_VERSION
+
+    root = Path(data) / f"prior_v{PRIOR_INPUT_VERSION}_k{k}_s{seed}{'' if augment else '_clean'}"
+    root.mkdir(parents=True, exist_ok=True)
+    dirs = [Path(data) / f"scene_{i:05d}" for i in range(scenes)]
+    dirs = [d for d in dirs if (d / "done").exists()]
+    if not dirs:
+        raise FileNotFoundError(f"no scenes in {data}: run `amodalgen3d synth --out {data} ...` first")
+    jobs = [(root / f"shard_{j // shard_size:04d}_{len(dirs[j:j + shard_size])}.npz",
+             [str(d) for d in dirs[j:j + shard_size]], k, seed, augment) for j in range(0, len(dirs), shard_size)]
+    make_shards(_prior_job, jobs, "prepare prior", progress)
+    parts = [np.load(j[0]) for j in jobs]
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0].files}
+
+
+def _prior_batch(d: dict, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+    return (torch.from_numpy(d["x"][idx].astype(np.float32)), torch.from_numpy(d["amodal"][idx].astype(np.float32)),
+            torch.from_numpy(d["depth_rel"][idx].astype(np.float32)), torch.from_numpy(d["ok"][idx].astype(np.float32)))
+
+
+def train_prior(cfg: PriorTrainConfig, progress: bool = True) -> Path:
+    """The 2D amodal prior: data, network, the loop, weights (the same structure as train())."""
+    from .amodal_prior import AmodalPrior, PriorConfig, prior_loss, save_prior
+
+    torch.set_num_threads(cfg.threads)
+    data = prepare_prior(cfg.data, cfg.scenes, cfg.views_per_scene, cfg.seed, cfg.shard_size, progress=progress)
+    perm = np.random.default_rng(cfg.seed).permutation(len(data["x"]))
+    n_val = max(1, min(256, len(perm) // 10))
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    torch.manual_seed(cfg.seed)
+    net = AmodalPrior(PriorConfig())
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "prior": asdict(net.cfg),
+                                                 "samples": len(perm)}, indent=1))
+
+    def draw(rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        batch = _prior_batch(data, rng.choice(train_idx, cfg.batch, replace=False))
+        if rng.random() < 0.5:  # mirrored: objects and occluders come from either side
+            batch = tuple(t.flip(-1) for t in batch)
+        return batch
+
+    step, t_spent = fit(
+        net, cfg, out, loss_on=lambda batch: prior_loss(net, *batch), draw=draw,
+        validate=lambda: float(np.mean([prior_loss(net, *_prior_batch(data, val_idx[i:i + 64])).item()
+                                        for i in range(0, n_val, 64)])),
+        desc="train prior", progress=progress)
+    weights = out / "amodal_prior.safetensors"
+    save_prior(net, weights, {"steps": step, "train_seconds": round(t_spent), "samples": len(perm), "seed": cfg.seed,
+                              "data": cfg.data, "scenes": cfg.scenes})
     return weights
 
 

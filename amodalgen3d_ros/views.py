@@ -106,19 +106,23 @@ def target_masks(view: View, target_id: int, ring_px: int = 4) -> TargetMasks:
     ids: list[int] = []
     if not visible.any():
         return TargetMasks(visible, occluder, truncated, 0.0, ids)
-    ring = ndimage.binary_dilation(visible, iterations=ring_px) & ~visible
-    others = view.labels[ring]
-    for oid in np.unique(others):
+    # Only a window around the target matters (a dilation by ring_px reaches no further): the
+    # same masks as over the whole image, at a fraction of the cost on 640x480 frames.
+    ys, xs = np.nonzero(visible)
+    m = 2 * ring_px + 2
+    win = (slice(max(0, ys.min() - m), min(h, ys.max() + m + 1)), slice(max(0, xs.min() - m), min(w, xs.max() + m + 1)))
+    vis_w, lab_w = visible[win], view.labels[win]
+    ring = ndimage.binary_dilation(vis_w, iterations=ring_px) & ~vis_w
+    for oid in np.unique(lab_w[ring]):
         if oid == 0 or oid == target_id:
             continue
         in_front = True
         if view.depth_m is not None:
-            near_other = ring & (view.labels == oid) & (view.depth_m > 0)
-            near_target = visible & ndimage.binary_dilation(
-                view.labels == oid, iterations=ring_px) & (view.depth_m > 0)
+            dep_w = view.depth_m[win]
+            near_other = ring & (lab_w == oid) & (dep_w > 0)
+            near_target = vis_w & ndimage.binary_dilation(lab_w == oid, iterations=ring_px) & (dep_w > 0)
             if near_other.any() and near_target.any():
-                in_front = bool(np.median(view.depth_m[near_other])
-                                < np.median(view.depth_m[near_target]) - 0.003)
+                in_front = bool(np.median(dep_w[near_other]) < np.median(dep_w[near_target]) - 0.003)
         if in_front:
             occluder |= view.labels == oid
             ids.append(int(oid))
@@ -128,7 +132,6 @@ def target_masks(view: View, target_id: int, ring_px: int = 4) -> TargetMasks:
     if (visible & border).any():
         truncated = border
     # Hidden area estimate: occluder pixels within the target's (dilated) bounding box.
-    ys, xs = np.nonzero(visible)
     pad = max(2, int(0.5 * max(ys.max() - ys.min(), xs.max() - xs.min())))
     box = np.zeros_like(visible)
     box[max(0, ys.min() - pad):min(h, ys.max() + pad + 1),

@@ -8,11 +8,11 @@ cd "$(dirname "$0")/.."
 amo=.venv/bin/amodalgen3d
 steps=${STEPS:-500}
 declare -A flags=([full]="" [no_vwca]="--no-vwca" [mean_fusion]="--view-fusion mean" [no_scca]="--no-scca"
-                  [no_gate]="--no-gate")
+                  [no_gate]="--no-gate" [no_prior]="--no-prior")
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(full no_vwca no_scca no_gate mean_fusion)
+[ ${#names[@]} -eq 0 ] && names=(full no_prior no_vwca no_scca no_gate mean_fusion)
 for n in "${names[@]}"; do
-  out=runs/abl_${n}_${steps}
+  out=runs/abl3_${n}_${steps}  # abl3: the generator reads the 2D prior's outputs (abl_: before the prior)
   w=$out/flow.safetensors
   if [ ! -f "$out/bench/bench.json" ]; then
     # shellcheck disable=SC2086

@@ -116,3 +116,14 @@ def test_grid_centres_in_another_frame():
     x, y, z = g.centers_in_frame(T)
     want = transform(T, g.centers()).reshape(5, 4, 3, 3)
     np.testing.assert_allclose(np.stack([x, y, z], -1), want, atol=1e-12)
+
+
+def test_signed_volume_and_orientation():
+    import trimesh
+
+    from amodalgen3d_ros.surface import signed_volume
+
+    m = trimesh.creation.box((0.1, 0.2, 0.3))
+    assert abs(signed_volume(m) - 0.006) < 1e-12
+    m.invert()
+    assert abs(signed_volume(m) + 0.006) < 1e-12

@@ -118,3 +118,27 @@ def test_calibrated_level_travels_in_the_weights(tmp_path):
     assert M.LearnedMethod(tmp_path / "w.safetensors").level == 0.3
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "v.safetensors")
     assert M.LearnedMethod(tmp_path / "v.safetensors").level == 0.5
+
+
+def test_upsample_linear_is_zooms_trilinear():
+    from scipy import ndimage
+
+    x = np.random.default_rng(0).random((8, 6, 4)).astype(np.float32)
+    want = ndimage.zoom(x, 2, order=1, mode="nearest", grid_mode=True)
+    np.testing.assert_allclose(M.upsample_linear(x, 2), want, atol=1e-6)
+    np.testing.assert_allclose(M.upsample_linear(x, 1.5), ndimage.zoom(x, 1.5, order=1, mode="nearest", grid_mode=True))
+
+
+def test_hull_columns_match_the_per_voxel_test():
+    from scipy.spatial import ConvexHull
+
+    from amodalgen3d_ros.features import hull_columns
+
+    pts = np.random.default_rng(1).normal(size=(200, 3)) * [0.03, 0.02, 0.05]
+    eq = ConvexHull(pts).equations
+    x, y, z = (np.linspace(-0.1, 0.1, 23),) * 3
+    for tol in (-0.004, 1e-9, 0.004):
+        lo, hi = hull_columns(eq, x, y, tol)
+        c = np.stack(np.meshgrid(x, y, z, indexing="ij"), -1)
+        want = np.all(c @ eq[:, :3].T + eq[:, 3] <= tol, axis=-1)
+        assert ((z >= lo[..., None]) & (z <= hi[..., None]) == want).all()

@@ -176,6 +176,8 @@ class AmodalGen3DNode(LifecycleNode):
         options = {"steps": c.sampling_steps, "samples": c.num_samples, "backend": c.backend,
                    "onnx_dir": c.onnx_dir or None, "engine_cache_dir": c.engine_cache_dir or None,
                    "precision": c.precision, "force_rebuild": c.force_rebuild}
+        if c.prior_weights_path:
+            options["prior_weights"] = c.prior_weights_path
         w = ReconstructionWorker(MethodSpec(c.method, c.weights_path, options, c.torch_threads))
         self.get_logger().info(f"{w.method_name}: loaded in process {w.pid}"
                                + (f", backend {w.backend_name}" if w.backend_name else ""))

@@ -47,6 +47,7 @@ PARAMS: list[Param] = [
     # reconstruction
     Param("method", "auto", "reconstruction method; auto: the learned model if its weights exist, else support_hull"),
     Param("weights_path", "", "weights of the learned method; empty: the shipped ones"),
+    Param("prior_weights_path", "", "weights of the 2D amodal prior the learned method reads; empty: the shipped ones"),
     Param("sampling_steps", 8, "Euler steps of the flow-matching sampler", 1, 100),
     Param("num_samples", 4, "samples drawn per object (their spread is the confidence)", 1, 64),
     Param("backend", "torch", "inference backend of the learned method (falls back tensorrt -> onnxruntime -> torch)",
@@ -85,6 +86,7 @@ class NodeConfig:
     track_ids: list
     method: str
     weights_path: str
+    prior_weights_path: str
     sampling_steps: int
     num_samples: int
     backend: str
