@@ -206,17 +206,6 @@ def completed(pi: PriorInput, out: np.ndarray) -> AmodalView:
     return AmodalView(prob, np.where(prob > 0.5, depth, 0.0).astype(np.float32), pi.box, pi.visible)
 
 
-def trivial(pi: PriorInput) -> AmodalView:
-    """The trivial prior: amodal = visible; depth: the nearest visible pixel's measurement."""
-    from scipy import ndimage
-
-    ok = pi.visible & (pi.depth_m > 0)
-    _, (iy, ix) = ndimage.distance_transform_edt(~ok, return_indices=True)
-    filled = pi.depth_m[iy, ix]
-    return AmodalView(pi.visible.astype(np.float32), np.where(pi.visible, filled, 0.0).astype(np.float32), pi.box,
-                      pi.visible)
-
-
 def complete_views(views: list[View], masks: list[TargetMasks], run: PriorRunner,
                    cfg: PriorConfig = PriorConfig()) -> list[AmodalView | None]:
     """All views through the prior in one batch; None where a view has no usable target."""

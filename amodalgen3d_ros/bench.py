@@ -273,11 +273,10 @@ def prior_rows(samples: dict[str, np.ndarray], out: np.ndarray) -> list[dict]:
     """Per view crop: IoU of the amodal mask and of its hidden part (amodal, not visible), and
     the error (mm) of the hidden front surface's depth, for the network and the trivial prior
     (amodal = visible; depth of the nearest visible pixel)."""
-    from scipy import ndimage
-
     from .amodal_prior import PRIOR_CHANNELS
 
-    vis_c, dep_c, ok_c = (PRIOR_CHANNELS.index(c) for c in ("visible", "depth", "depth_valid"))
+    # the trivial prior's depth is an input channel already (the nearest visible measurement)
+    vis_c, filled_c = PRIOR_CHANNELS.index("visible"), PRIOR_CHANNELS.index("depth_filled")
     rows = []
     for k in range(len(out)):
         x = samples["x"][k].astype(np.float32)
@@ -285,16 +284,14 @@ def prior_rows(samples: dict[str, np.ndarray], out: np.ndarray) -> list[dict]:
         amodal = samples["amodal"][k] > 0
         pred = (out[k, 0] > 0) | visible
         hidden_gt, hidden_pred = amodal & ~visible, pred & ~visible
-        seen = visible & (x[ok_c] > 0.5)
         row = {"occlusion": float(samples["occlusion"][k]), "hidden_px": int(hidden_gt.sum()),
                "iou_amodal": _iou(pred, amodal), "iou_amodal_trivial": _iou(visible, amodal),
                "iou_hidden": _iou(hidden_pred, hidden_gt), "iou_hidden_trivial": 0.0 if hidden_gt.any() else float("nan")}
         dmask = hidden_gt & (samples["ok"][k] > 0)
-        if dmask.any() and seen.any():
+        if dmask.any() and x[PRIOR_CHANNELS.index("depth_valid")][visible].any():
             unit_mm = float(samples["crop_m"][k]) * 1000
             true = samples["depth_rel"][k].astype(np.float32)
-            _, (iy, ix) = ndimage.distance_transform_edt(~seen, return_indices=True)
-            nearest = x[dep_c][iy, ix]
+            nearest = x[filled_c]
             row["hidden_depth_err_mm"] = float(np.mean(np.abs(out[k, 1] - true)[dmask]) * unit_mm)
             row["hidden_depth_err_trivial_mm"] = float(np.mean(np.abs(nearest - true)[dmask]) * unit_mm)
         rows.append(row)
@@ -356,8 +353,9 @@ def cube_coverage_scene(args: tuple) -> list[dict]:
     import torch
 
     from .amodal_prior import load_prior, torch_runner
-    from .features import FeatureConfig, cube_frame, model_inputs
+    from .features import FeatureConfig, cube_frame, prior_views
     from .observation import observe
+
     torch.set_num_threads(1)
     run = torch_runner(load_prior(weights))
     vs = read_views_dir(Path(scene) / "views")
@@ -366,12 +364,9 @@ def cube_coverage_scene(args: tuple) -> list[dict]:
     rows = []
     for n in views:
         obs = observe(vs.views[:n], vs.target_id)
-        for name, fc in (("visible", FeatureConfig()), ("prior", FeatureConfig(amodal_prior=True))):
-            if fc.amodal_prior:
-                mi = model_inputs(obs, fc, prior=run)
-                T, side = mi.T_out_cube, mi.side_m
-            else:
-                T, side = cube_frame(obs, fc)
+        # only the cube: model_inputs would also build every grid the networks read
+        for name, hidden in (("visible", None), ("prior", prior_views(obs, run)[1])):
+            T, side = cube_frame(obs, FeatureConfig(), hidden)
             p = (pts - T[:3, 3]) @ T[:3, :3]
             rows.append({"scene": Path(scene).name, "views": n, "cube": name,
                          "coverage": float(np.mean(np.all(np.abs(p) <= side / 2, 1))),

@@ -204,6 +204,20 @@ def support_hull_occupancy(obs: Observation, grid: Grid) -> np.ndarray:
     return occ
 
 
+def prior_views(obs: Observation, prior: PriorRunner) -> tuple[dict[int, AmodalView], np.ndarray]:
+    """The used views completed by the 2D prior (by view index) and the predicted hidden front
+    surface of all of them, (N, 3) points in the output frame (what sizes the cube)."""
+    used = obs.used_views()
+    avs = complete_views([obs.views[i] for i in used], [obs.masks[i] for i in used], prior)
+    completed = {i: av for i, av in zip(used, avs) if av is not None}
+    hidden_parts = [np.zeros((0, 3))]
+    for i, av in completed.items():
+        T = obs.poses.T_out_cam[i]
+        assert T is not None  # used views are posed
+        hidden_parts.append(transform(T, hidden_points(obs.views[i], av)))
+    return completed, np.concatenate(hidden_parts)
+
+
 def model_inputs(obs: Observation, cfg: FeatureConfig = FeatureConfig(), jitter_yaw_rad: float = 0.0,
                  prior: PriorRunner | None = None) -> ModelInputs:
     """Everything the networks see, computed the same way for training and inference. With
@@ -214,14 +228,7 @@ def model_inputs(obs: Observation, cfg: FeatureConfig = FeatureConfig(), jitter_
     if cfg.amodal_prior:
         if prior is None:
             raise ValueError("this model reads the 2D amodal prior's output: pass its runner")
-        avs = complete_views([obs.views[i] for i in used], [obs.masks[i] for i in used], prior)
-        completed = {i: av for i, av in zip(used, avs) if av is not None}
-        hidden_parts = [np.zeros((0, 3))]
-        for i, av in completed.items():
-            T = obs.poses.T_out_cam[i]
-            assert T is not None  # used views are posed
-            hidden_parts.append(transform(T, hidden_points(obs.views[i], av)))
-        hidden = np.concatenate(hidden_parts)
+        completed, hidden = prior_views(obs, prior)
     T_out_cube, side = cube_frame(obs, cfg, hidden)
     if jitter_yaw_rad:
         c, s = np.cos(jitter_yaw_rad), np.sin(jitter_yaw_rad)

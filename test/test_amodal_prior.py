@@ -90,11 +90,9 @@ def test_network_shapes_loss_falls_and_round_trip(tmp_path):
         P.load_prior(tmp_path / "bad.safetensors")
 
 
-def test_trivial_and_completed_views():
+def test_completed_views():
     v = _view()
     pi = P.prior_input(v, target_masks(v, 1))
-    triv = P.trivial(pi)
-    assert (triv.prob > 0.5).sum() == pi.visible.sum()
     # a network output "amodal everywhere at relative depth 0.1": visible pixels keep their measurement
     out = np.stack([np.full((64, 64), 10.0), np.full((64, 64), 0.1)]).astype(np.float32)
     av = P.completed(pi, out)
