@@ -84,3 +84,36 @@ def test_engine_cache_hits_misses_and_rebuilds(tmp_path, exported):
     assert B.cached_engine(*args, build, force_rebuild=True)[1]
     with pytest.raises(ValueError, match="precision"):
         B.engine_cache_key(d / "step.onnx", "10", "x", "int8")
+
+
+def test_each_runtime_gets_its_opset(exported, tmp_path):
+    """onnxruntime reads opset 20 (GELU as one op), TensorRT opset 17 (JetPack 6's parser)."""
+    import onnx
+
+    m = exported[0]
+    d_trt = B.onnx_files(m, tmp_path, "abc123")
+    d_ort = B.onnx_files(m, tmp_path, "abc123", B.ORT_OPSET)
+    assert d_trt != d_ort
+    g_trt, g_ort = (onnx.load(str(d / "step.onnx")) for d in (d_trt, d_ort))
+    assert g_trt.opset_import[0].version == 17 and g_ort.opset_import[0].version == 20
+    assert "Gelu" in {n.op_type for n in g_ort.graph.node}
+    assert "Gelu" not in {n.op_type for n in g_trt.graph.node}
+
+
+def test_conditions_encoded_once_match_per_sample_encoding(exported):
+    """The sampler encodes the views once and repeats them for the K samples: the same samples as
+    encoding K copies."""
+    m, _ = exported
+    _, step_in = B.example_inputs(m, batch=1, views=3)
+    geo, tau, valid = step_in[2], step_in[3], step_in[4]
+    views = torch.rand(1, 3, CFG.img_channels, CFG.crop, CFG.crop)
+    K, steps = 3, 4
+    got = M.sample(m, geo, views, tau, valid, steps=steps, samples=K, seed=5)
+    z = torch.randn(K, 1, *geo.shape[2:], generator=torch.Generator().manual_seed(5))
+    rep = [a.expand(K, *a.shape[1:]) for a in (geo, views, tau, valid)]
+    with torch.no_grad():
+        cond = m.encode_conditions(rep[0], rep[1])
+        ts = torch.linspace(1, 0, steps + 1)
+        for i in range(steps):
+            z = z + (ts[i + 1] - ts[i]) * m(z, ts[i].expand(K), rep[0], None, rep[2], rep[3], cond=cond)
+    torch.testing.assert_close(got, z[:, 0], atol=1e-5, rtol=1e-5)
