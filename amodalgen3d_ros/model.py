@@ -24,6 +24,12 @@ import torch.nn.functional as F
 from .features import GEO_CHANNELS, IMG_CHANNELS, FeatureConfig, ModelInputs, hull_columns
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+# The sampler's defaults: the mean of K samples estimates the occupancy probability, and with 4
+# samples its noise costs more than coarse Euler steps do (validation scenes, same network work:
+# 4 steps x 8 samples gave Chamfer 5.82 / 4.69 / 3.83 mm at 1 / 2 / 4 views, 8 x 4 gave 6.11 / 4.89
+# / 3.96, 2 x 16 gave 6.20 / 5.09 / 4.08).
+SAMPLING_STEPS = 4
+NUM_SAMPLES = 8
 
 
 @dataclass(frozen=True)
@@ -350,7 +356,7 @@ def regression_loss(model: AmodalGen3D, occ, geo, views, tau, valid) -> torch.Te
 
 
 @torch.no_grad()
-def sample(net, geo, views, tau, valid, steps: int = 8, samples: int = 4, seed: int = 0,
+def sample(net, geo, views, tau, valid, steps: int = SAMPLING_STEPS, samples: int = NUM_SAMPLES, seed: int = 0,
            guidance: float = 1.0) -> torch.Tensor:
     """K samples for one object (batch-1 inputs) -> (K, R, R, R) occupancy in [-1, 1].
 
@@ -462,7 +468,7 @@ class LearnedMethod:
     from the views' TSDF, and nothing lies under the support plane.
     """
 
-    def __init__(self, weights: str | Path, steps: int = 8, samples: int = 4, seed: int = 0,
+    def __init__(self, weights: str | Path, steps: int = SAMPLING_STEPS, samples: int = NUM_SAMPLES, seed: int = 0,
                  guidance: float = 1.0, fine_res: int = 64, threads: int | None = None, backend: str = "torch",
                  onnx_dir: str | Path | None = None, engine_cache_dir: str | Path | None = None,
                  precision: str = "fp16", force_rebuild: bool = False, hull_residual: bool = True,

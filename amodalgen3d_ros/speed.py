@@ -19,10 +19,13 @@ from .observation import observe
 
 
 def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats: int = 5,
-                    settings: tuple[tuple[int, int], ...] = ((8, 4), (4, 4), (8, 1)), seed: int = 7,
+                    settings: tuple[tuple[int, int], ...] | None = None, seed: int = 7,
                     backends: tuple[str, ...] = ("torch", "onnxruntime"), node_seconds: float = 20.0) -> dict:
     from .features import model_inputs
-    from .model import DEFAULT_WEIGHTS, LearnedMethod
+    from .model import DEFAULT_WEIGHTS, NUM_SAMPLES, SAMPLING_STEPS, LearnedMethod
+
+    # (steps, samples): the defaults first, then the previous defaults and cheaper settings
+    settings = settings or ((SAMPLING_STEPS, NUM_SAMPLES), (8, 4), (4, 4), (4, 1))
 
     scene = synth.render_scene(seed, "heldout", 0)
     rows = []

@@ -17,6 +17,14 @@ def test_defaults_validate():
     assert cfg.max_views == 6 and cfg.method == "auto"
 
 
+def test_sampler_defaults_are_the_models():
+    """The node's defaults are the core's (literals here: the node process need not import torch)."""
+    from amodalgen3d_ros.model import NUM_SAMPLES, SAMPLING_STEPS
+
+    cfg = validate({})
+    assert (cfg.sampling_steps, cfg.num_samples) == (SAMPLING_STEPS, NUM_SAMPLES)
+
+
 def test_yaml_mirrors_the_declared_defaults():
     y = yaml.safe_load((REPO / "config" / "amodalgen3d.yaml").read_text())["/**"]["ros__parameters"]
     assert {p.name: p.default for p in PARAMS} == y
