@@ -108,7 +108,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         print(json.dumps({"weights": str(train_prior(pcfg))}))
         return 0
     cfg = replace(TrainConfig(), data=a.data, out=a.out or f"runs/{a.mode}", mode=a.mode, scenes=a.scenes,
-                  steps=a.steps, batch=a.batch, seed=a.seed, threads=a.threads, view_fusion=a.view_fusion,
+                  predict=a.predict, steps=a.steps, batch=a.batch, seed=a.seed, threads=a.threads, view_fusion=a.view_fusion,
                   use_vwca=not a.no_vwca, use_scca=not a.no_scca, use_gate=not a.no_gate,
                   prior="" if a.no_prior else a.prior)
     weights = train(cfg)
@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", default="data/train")
     t.add_argument("--out", default=None)
     t.add_argument("--mode", choices=["flow", "regress", "prior"], default="flow")
+    t.add_argument("--predict", choices=["velocity", "x0"], default="velocity",
+                   help="flow mode: the network predicts the velocity (MSE) or the clean shape's logits (BCE)")
     t.add_argument("--scenes", type=int, default=3000)
     t.add_argument("--steps", type=int, default=3000)
     t.add_argument("--batch", type=int, default=16)

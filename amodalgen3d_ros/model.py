@@ -45,6 +45,9 @@ class ModelConfig:
     geo_channels: int = len(GEO_CHANNELS)
     img_channels: int = len(IMG_CHANNELS)
     mode: str = "flow"  # "flow": generator; "regress": the deterministic reference (one step, BCE)
+    # flow mode only: what the last layer predicts. "velocity": eps - z_0 directly (MSE);
+    # "x0": the clean occupancy's logits (BCE), from which the velocity is derived in forward()
+    predict: str = "velocity"
     view_fusion: str = "visibility"  # "visibility" (paper), "mean" (ablation)
     use_vwca: bool = True  # View-Wise Cross Attention
     use_scca: bool = True  # Stereo-Conditioned Cross Attention
@@ -322,6 +325,13 @@ class AmodalGen3D(nn.Module):
         return img, geo_tok
 
     def forward(self, z, t, geo, views, tau, valid, drop_cond: torch.Tensor | None = None, cond=None):
+        out = self.predict_raw(z, t, geo, views, tau, valid, drop_cond, cond)
+        if self.cfg.mode == "flow" and self.cfg.predict == "x0":
+            return velocity_from_x0(z, t, out)
+        return out
+
+    def predict_raw(self, z, t, geo, views, tau, valid, drop_cond: torch.Tensor | None = None, cond=None):
+        """The last layer's output: velocity, clean-occupancy logits (x0) or occupancy logits (regress)."""
         img, geo_tok = cond if cond is not None else self.encode_conditions(geo, views, drop_cond)
         x = self.patchify_tokens(torch.cat([z, geo], 1), self.x_embed) + self.pos  # (B, T, D)
         c = self.t_embed(t)  # (B, D)
@@ -336,15 +346,32 @@ class AmodalGen3D(nn.Module):
 # Flow matching: z_t = (1 - t) z_0 + t eps, velocity target eps - z_0; sampling integrates t: 1 -> 0
 # --------------------------------------------------------------------------------------------
 
+def velocity_from_x0(z: torch.Tensor, t: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """v = (z_t - x0) / t with x0 = 2 sigmoid(logits) - 1: the Euler step to t' then lands on
+    z_t' = (t'/t) z_t + (1 - t'/t) x0, and the last step (t' = 0) on x0 itself, a soft occupancy."""
+    x0 = torch.tanh(0.5 * logits)  # = 2 sigmoid - 1
+    return (z - x0) / t.clamp(min=1e-3)[:, None, None, None, None]
+
+
 def flow_matching_loss(model: AmodalGen3D, occ: torch.Tensor, geo, views, tau, valid) -> torch.Tensor:
     """occ (B, 1, R, R, R) in {0, 1}."""
     z0 = occ * 2 - 1
     B = z0.shape[0]
-    # logit-normal t: more training signal at mid noise levels, where the shape is decided
-    t = torch.sigmoid(torch.randn(B))
+    if model.cfg.predict == "x0":
+        # t with density 2t: most signal near pure noise, where the first sampling step must find
+        # the whole shape from the conditions alone (at t = 1 this is the reference's task)
+        t = torch.rand(B).sqrt()
+    else:
+        # logit-normal t: more training signal at mid noise levels, where the shape is decided
+        t = torch.sigmoid(torch.randn(B))
     eps = torch.randn_like(z0)
     zt = (1 - t)[:, None, None, None, None] * z0 + t[:, None, None, None, None] * eps
     drop = torch.rand(B) < model.cfg.cond_dropout
+    if model.cfg.predict == "x0":
+        # the same velocity field, learned through its clean-shape estimate: BCE on binary
+        # occupancy instead of MSE on a velocity dominated by the noise it has to cancel
+        logits = model.predict_raw(zt, t, geo, views, tau, valid, drop_cond=drop)
+        return F.binary_cross_entropy_with_logits(logits, occ)
     v = model(zt, t, geo, views, tau, valid, drop_cond=drop)
     return F.mse_loss(v, eps - z0)
 

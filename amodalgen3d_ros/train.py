@@ -51,6 +51,7 @@ class TrainConfig(LoopConfig):
     data: str = "data/train"
     out: str = "runs/flow"
     mode: str = "flow"  # "flow" (generator) or "regress" (deterministic reference)
+    predict: str = "velocity"  # flow mode: the network predicts the velocity or the clean shape (x0)
     scenes: int = 3000
     samples_per_scene: int = 2  # different view subsets of one scene
     shard_size: int = 200
@@ -286,7 +287,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     n_val = max(1, min(64, len(data) // 10))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
 
-    mcfg = ModelConfig(mode=cfg.mode, view_fusion=cfg.view_fusion, use_vwca=cfg.use_vwca,
+    mcfg = ModelConfig(mode=cfg.mode, predict=cfg.predict, view_fusion=cfg.view_fusion, use_vwca=cfg.use_vwca,
                        use_scca=cfg.use_scca, use_gate=cfg.use_gate, crop=fcfg.crop, max_views=fcfg.max_views,
                        res=fcfg.res, amodal_prior=fcfg.amodal_prior, img_channels=len(fcfg.img_channels))
     torch.manual_seed(cfg.seed)

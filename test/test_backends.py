@@ -49,6 +49,21 @@ def test_sampling_through_either_backend_agrees(exported):
     assert ((a > 0) != (b > 0)).float().mean() < 0.001  # the same occupancy, voxel for voxel
 
 
+def test_x0_generator_exports_with_its_velocity(tmp_path):
+    """The x0-predicting generator's graph holds the conversion to a velocity: parity with torch."""
+    torch.manual_seed(1)
+    m = M.AmodalGen3D(M.ModelConfig(**{**CFG.__dict__, "predict": "x0"})).eval()
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    B.export_onnx(m, tmp_path)
+    _, step_in = B.example_inputs(m, batch=2, views=2)
+    geo, tau, valid = step_in[2], step_in[3], step_in[4]
+    views = torch.rand(1, 2, CFG.img_channels, CFG.crop, CFG.crop)
+    a = M.sample(m, geo[:1], views, tau[:1], valid[:1], steps=4, samples=2, seed=3)
+    b = M.sample(B.OnnxRuntimeBackend(tmp_path), geo[:1], views, tau[:1], valid[:1], steps=4, samples=2, seed=3)
+    torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+
+
 def test_unknown_backend_is_refused(exported):
     with pytest.raises(ValueError, match="unknown backend"):
         B.make_backend("openvino", exported[0])

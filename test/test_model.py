@@ -59,10 +59,10 @@ def test_gate_closed_key_is_ignored():
     assert not torch.allclose(sc(x, geo), sc.attn(x, geo[:, :1]), atol=1e-3)
 
 
-@pytest.mark.parametrize("mode", ["flow", "regress"])
-def test_loss_falls_on_a_toy_set(mode):
+@pytest.mark.parametrize("mode, predict", [("flow", "velocity"), ("flow", "x0"), ("regress", "velocity")])
+def test_loss_falls_on_a_toy_set(mode, predict):
     torch.manual_seed(0)
-    cfg = M.ModelConfig(**{**SMALL.__dict__, "mode": mode})
+    cfg = M.ModelConfig(**{**SMALL.__dict__, "mode": mode, "predict": predict})
     m = M.AmodalGen3D(cfg)
     opt = torch.optim.AdamW(m.parameters(), 3e-3)
     loss_fn = M.flow_matching_loss if mode == "flow" else M.regression_loss
@@ -75,6 +75,38 @@ def test_loss_falls_on_a_toy_set(mode):
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_x0_prediction_is_a_velocity_whose_last_step_lands_on_x0():
+    """predict="x0": forward() returns (z_t - x0) / t, so the sampler and the exported graphs are
+    unchanged, and the final Euler step (t -> 0) gives the predicted clean shape itself."""
+    torch.manual_seed(0)
+    m = M.AmodalGen3D(M.ModelConfig(**{**SMALL.__dict__, "predict": "x0"})).eval()
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    _, geo, views, tau, valid = toy_batch(2)
+    z, t = torch.randn(2, 1, 16, 16, 16), torch.tensor([0.25, 0.7])
+    with torch.no_grad():
+        logits = m.predict_raw(z, t, geo, views, tau, valid)
+        v = m(z, t, geo, views, tau, valid)
+    x0 = 2 * torch.sigmoid(logits) - 1
+    torch.testing.assert_close(z - t[:, None, None, None, None] * v, x0, atol=1e-5, rtol=1e-5)
+    # the sampler's output is a soft occupancy in [-1, 1], not noise-scaled values
+    zs = M.sample(m, geo[:1], views[:1], tau[:1], valid[:1], steps=4, samples=3)
+    assert zs.abs().max() <= 1 and zs.abs().max() > 0.01
+
+
+def test_old_weights_without_predict_load_as_velocity(tmp_path):
+    """Weights saved before the predict field existed still load, as velocity predictors."""
+    import json
+
+    from safetensors.torch import save_file
+
+    m = M.AmodalGen3D(SMALL)
+    cfg = {k: v for k, v in SMALL.__dict__.items() if k != "predict"}
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(tmp_path / "old.safetensors"),
+              metadata={"config": json.dumps(cfg), "meta": "{}"})
+    assert M.load_weights(tmp_path / "old.safetensors").cfg.predict == "velocity"
 
 
 def test_seeded_sampling_reproduces():
