@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -290,7 +292,21 @@ def onnx_files(model: AmodalGen3D, onnx_dir: str | Path, weights_sha: str, opset
     once (a change to the model's code that changes the graph bumps GRAPH_VERSION: exported again)."""
     d = Path(onnx_dir) / (f"{weights_sha[:16]}_g{GRAPH_VERSION}" + ("" if opset == TRT_OPSET else f"_o{opset}"))
     if not ((d / "encoder.onnx").is_file() and (d / "step.onnx").is_file()):
-        export_onnx(model, d, opset)
+        # exported beside the final name and renamed into place: a process killed mid-export, or two
+        # processes exporting at once, never leave a half-written graph under the name that is read
+        tmp = d.parent / f".{d.name}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            export_onnx(model, tmp, opset)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if d.exists() and not (d / "step.onnx").is_file():
+            shutil.rmtree(d, ignore_errors=True)  # left incomplete by an older version's export
+        try:
+            os.replace(tmp, d)
+        except OSError:  # another process renamed its export first: the same graphs
+            shutil.rmtree(tmp, ignore_errors=True)
     return d
 
 
@@ -305,7 +321,7 @@ def prior_onnx(net, onnx_dir: str | Path, weights_sha: str, opset: int = 17) -> 
         from .amodal_prior import PRIOR_CHANNELS
 
         x = torch.rand(2, len(PRIOR_CHANNELS), net.cfg.crop, net.cfg.crop)
-        tmp = path.with_suffix(".tmp.onnx")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")  # one per process, renamed into place
         with torch.no_grad():
             torch.onnx.export(net.eval(), (x,), str(tmp), input_names=["x"], output_names=["out"], opset_version=opset,
                               dynamo=False, dynamic_axes={"x": {0: "V"}, "out": {0: "V"}})

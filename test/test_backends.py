@@ -64,6 +64,34 @@ def test_x0_generator_exports_with_its_velocity(tmp_path):
     torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
 
 
+def test_export_killed_midway_leaves_nothing_to_read(exported, tmp_path, monkeypatch):
+    """Bug: a process stopped between encoder.onnx and step.onnx left a half-written graph under
+    the name the next start reads. Exports now go to a temporary directory renamed into place."""
+    m = exported[0]
+    real = torch.onnx.export
+    calls = []
+
+    def dies_on_the_step(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stands for the process being stopped during the second export
+        return real(*a, **k)
+
+    monkeypatch.setattr(torch.onnx, "export", dies_on_the_step)
+    with pytest.raises(KeyboardInterrupt):
+        B.onnx_files(m, tmp_path, "feedbeef" * 2)
+    monkeypatch.setattr(torch.onnx, "export", real)
+    final = tmp_path / f"feedbeef{'feedbeef'}_g{B.GRAPH_VERSION}"
+    assert not final.exists() and not list(tmp_path.iterdir())
+    # an incomplete directory left by an older version is replaced by a complete export
+    final.mkdir()
+    (final / "encoder.onnx").write_bytes(b"half")
+    d = B.onnx_files(m, tmp_path, "feedbeef" * 2)
+    assert d == final and (d / "step.onnx").is_file() and (d / "encoder.onnx").stat().st_size > 100
+    B.OnnxRuntimeBackend(d)  # loads
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]  # no temporary left behind
+
+
 def test_unknown_backend_is_refused(exported):
     with pytest.raises(ValueError, match="unknown backend"):
         B.make_backend("openvino", exported[0])

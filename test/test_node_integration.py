@@ -189,3 +189,35 @@ def test_faults_are_counted_and_the_node_goes_on(tmp_path, scene0, ros_context, 
     finally:
         stop_node(proc)
         t.node.destroy_node()
+
+
+def test_node_runs_the_learned_model_through_onnxruntime_by_default(tmp_path, scene0, ros_context):
+    """Defaults only (method auto, backend onnxruntime): the graphs are exported at the first start
+    into onnx_dir and the shipped generator's mesh arrives."""
+    onnx = tmp_path / "onnx"
+    proc = start_node({**TOPICS, "min_reconstruct_interval_s": 0.0, "min_novelty": 0.0, "onnx_dir": str(onnx),
+                       "output_dir": str(tmp_path / "out")}, tmp_path)
+    t = Peer("itest_default_publisher")
+    try:
+        assert wait_for(t.connected, 60, t.spin), "the node's subscriptions never appeared"
+        wait_for(lambda: False, 1.0, t.spin)
+        for k, v in enumerate(scene0.views[:3]):
+            t.publish_view(v, (k + 1) * 500_000_000)
+            t.spin(0.05)
+
+        def done():
+            return any(o.track_id == scene0.target_id and o.n_views_used >= 2 for a in t.objects for o in a.objects)
+        assert wait_for(done, 120, t.spin), (tmp_path / "node.log").read_text()[-2000:]
+    finally:
+        rc = stop_node(proc)
+        t.node.destroy_node()
+    log = (tmp_path / "node.log").read_text()
+    assert "amodalgen3d: loaded" in log and "backend onnxruntime" in log, log[-2000:]
+    assert list(onnx.glob("*_o20/step.onnx")) and list(onnx.glob("*_p*/prior.onnx"))
+    obj = [o for a in t.objects for o in a.objects if o.track_id == scene0.target_id][-1]
+    from amodalgen3d_ros.ros.conversions import mesh_from_msg
+
+    v, f = mesh_from_msg(obj)
+    assert trimesh.Trimesh(v, f, process=True).is_watertight
+    assert obj.method == "amodalgen3d"
+    assert rc == 0, log[-2000:]

@@ -50,7 +50,7 @@ PARAMS: list[Param] = [
     Param("prior_weights_path", "", "weights of the 2D amodal prior the learned method reads; empty: the shipped ones"),
     Param("sampling_steps", 4, "Euler steps of the flow-matching sampler", 1, 100),
     Param("num_samples", 8, "samples drawn per object (their spread is the confidence)", 1, 64),
-    Param("backend", "torch", "inference backend of the learned method (falls back tensorrt -> onnxruntime -> torch)",
+    Param("backend", "onnxruntime", "inference backend of the learned method (falls back tensorrt -> onnxruntime -> torch)",
           choices=("torch", "onnxruntime", "tensorrt")),
     Param("onnx_dir", "", "where ONNX graphs are exported (per weights hash); empty: ~/.cache/amodalgen3d/onnx"),
     Param("engine_cache_dir", "", "TensorRT engine cache; empty: <onnx_dir>/engines"),
