@@ -72,6 +72,28 @@ def mesh_sanity(mesh: trimesh.Trimesh) -> dict:
             "outward": bool(mesh.is_winding_consistent and mesh.volume > 0)}
 
 
+def confidence_auroc(vertices: np.ndarray, confidence: np.ndarray, gt_points: np.ndarray,
+                     tol_m: float = 0.005, min_each: int = 10) -> float:
+    """How well per-vertex confidence ranks the vertices' errors, on the vertices it was inferred
+    for (confidence < 1; measured surface is published at 1): the probability that a vertex within
+    ``tol_m`` of the truth has a higher confidence than one farther away (ties count half). 0.5 is
+    no information (a constant confidence); NaN when either group has fewer than ``min_each``."""
+    inferred = confidence < 1.0
+    if not inferred.any():
+        return float("nan")
+    err, _ = cKDTree(gt_points).query(vertices[inferred])
+    c = confidence[inferred].astype(np.float64)
+    good, bad = c[err <= tol_m], c[err > tol_m]
+    if len(good) < min_each or len(bad) < min_each:
+        return float("nan")
+    # Mann-Whitney U from the ranks of the pooled confidences (average ranks for ties)
+    from scipy.stats import rankdata
+
+    r = rankdata(np.concatenate([good, bad]))
+    u = r[:len(good)].sum() - len(good) * (len(good) + 1) / 2
+    return float(u / (len(good) * len(bad)))
+
+
 def evaluate(pred: trimesh.Trimesh, gt: trimesh.Trimesh, gt_seen: np.ndarray | None = None,
              gt_points: np.ndarray | None = None, n: int = 20000, seed: int = 0) -> dict:
     """Metrics of ``pred`` against ``gt`` (same frame).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import trimesh
 
 from amodalgen3d_ros.metrics import evaluate, volume_iou
@@ -38,3 +39,20 @@ def test_seen_unseen_split():
     e = evaluate(pred, gt, seen, pts)
     assert e["completeness_seen_mm"] < 1.0 and e["completeness_unseen_mm"] < 1.5
     assert 0.1 < e["seen_share"] < 0.25
+
+
+def test_confidence_auroc_ranks_errors():
+    from amodalgen3d_ros.metrics import confidence_auroc
+
+    rng = np.random.default_rng(0)
+    g = np.arange(-0.6, 0.6, 0.002)
+    gt = np.c_[np.stack(np.meshgrid(g, g), -1).reshape(-1, 2), np.zeros(len(g) ** 2)]  # the plane z = 0
+    near = np.c_[rng.uniform(-0.5, 0.5, (50, 2)), np.full(50, 0.001)]
+    far = np.c_[rng.uniform(-0.5, 0.5, (50, 2)), np.full(50, 0.02)]
+    v = np.r_[near, far]
+    assert confidence_auroc(v, np.r_[np.full(50, 0.9), np.full(50, 0.3)], gt) == 1.0
+    assert confidence_auroc(v, np.r_[np.full(50, 0.3), np.full(50, 0.9)], gt) == 0.0
+    assert confidence_auroc(v, np.full(100, 0.7), gt) == 0.5  # constant: no information
+    # measured vertices (confidence 1) are left out; too few of a kind is NaN, not a number
+    assert np.isnan(confidence_auroc(v, np.ones(100), gt))
+    assert np.isnan(confidence_auroc(v, np.r_[np.full(50, 0.9), np.ones(50)], gt))
