@@ -534,7 +534,12 @@ class LearnedMethod:
             if self.model.cfg.mode == "flow":
                 z = sample(self.backend, geo, views, tau, valid, self.steps, self.samples, self.seed, self.guidance)
                 # numpy, not torch: a torch op here wakes its idle thread pool (tens of ms on 2 cores)
-                occ = (z.numpy() > 0).astype(np.float32)
+                if self.model.cfg.predict == "x0":
+                    # each sample ends on its predicted clean shape, a soft occupancy: kept soft
+                    # (on validation scenes 5.85 vs 5.95 mm Chamfer at 1 view against thresholding)
+                    occ = np.clip((z.numpy() + 1) * 0.5, 0, 1)
+                else:
+                    occ = (z.numpy() > 0).astype(np.float32)
                 return occ.mean(0), occ.std(0)
             p = torch.sigmoid(self.model(torch.zeros(1, 1, *geo.shape[2:]), torch.zeros(1), geo, views, tau, valid))[0, 0]
             return p.numpy(), np.zeros_like(p.numpy())

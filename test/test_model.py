@@ -133,15 +133,27 @@ def test_weights_round_trip_and_bad_files(tmp_path):
         M.load_weights(tmp_path / "bad.safetensors")
 
 
-def test_learned_method_gives_a_closed_mesh(tmp_path, scene0):
+@pytest.mark.parametrize("predict", ["velocity", "x0"])
+def test_learned_method_gives_a_closed_mesh(tmp_path, scene0, predict):
+    from amodalgen3d_ros.features import model_inputs
     from amodalgen3d_ros.observation import observe
 
-    cfg = M.ModelConfig(width=32, depth=1, heads=2)
-    M.save_weights(M.AmodalGen3D(cfg), tmp_path / "w.safetensors")
+    cfg = M.ModelConfig(width=32, depth=1, heads=2, predict=predict)
+    torch.manual_seed(0)
+    net = M.AmodalGen3D(cfg)
+    torch.nn.init.normal_(net.final.weight, std=0.05)  # an untrained but not all-zero output
+    M.save_weights(net, tmp_path / "w.safetensors")
     method = M.LearnedMethod(tmp_path / "w.safetensors", steps=2, samples=2)
-    mesh, conf = method(observe(scene0.views[:2], scene0.target_id))
+    obs = observe(scene0.views[:2], scene0.target_id)
+    mesh, conf = method(obs)
     assert mesh.is_watertight and mesh.volume > 0 and len(conf) == len(mesh.vertices)
     assert np.linalg.norm(mesh.centroid - scene0.target_mesh.centroid) < 0.1
+    prob, spread = method.occupancy(model_inputs(obs, method.fcfg, prior=method.prior))
+    levels = np.unique(prob)
+    if predict == "x0":  # soft: the samples' predicted clean shapes are averaged, not thresholded
+        assert len(levels) > 3
+    else:  # the fraction of 2 thresholded samples
+        assert set(levels.tolist()) <= {0.0, 0.5, 1.0}
 
 
 def test_calibrated_level_travels_in_the_weights(tmp_path):
