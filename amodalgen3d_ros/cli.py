@@ -210,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", default="data/train")
     t.add_argument("--out", default=None)
     t.add_argument("--mode", choices=["flow", "regress", "prior"], default="flow")
-    t.add_argument("--predict", choices=["velocity", "x0"], default="velocity",
-                   help="flow mode: the network predicts the velocity (MSE) or the clean shape's logits (BCE)")
+    t.add_argument("--predict", choices=["velocity", "x0"], default="x0",
+                   help="flow mode: the network predicts the clean shape's logits (BCE; shipped) or the velocity (MSE)")
     t.add_argument("--scenes", type=int, default=3000)
     t.add_argument("--steps", type=int, default=3000)
     t.add_argument("--batch", type=int, default=16)

@@ -51,7 +51,7 @@ class TrainConfig(LoopConfig):
     data: str = "data/train"
     out: str = "runs/flow"
     mode: str = "flow"  # "flow" (generator) or "regress" (deterministic reference)
-    predict: str = "velocity"  # flow mode: the network predicts the velocity or the clean shape (x0)
+    predict: str = "x0"  # flow mode: the network predicts the clean shape (x0, shipped) or the velocity
     scenes: int = 3000
     samples_per_scene: int = 2  # different view subsets of one scene
     shard_size: int = 200

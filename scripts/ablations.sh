@@ -15,8 +15,9 @@ for n in "${names[@]}"; do
   out=runs/abl3_${n}_${steps}  # abl3: the generator reads the 2D prior's outputs (abl_: before the prior)
   w=$out/flow.safetensors
   if [ ! -f "$out/bench/bench.json" ]; then
+    # the published ablation table was made with the velocity-predicting generator
     # shellcheck disable=SC2086
-    $amo train --mode flow --steps "$steps" --threads 1 --out "$out" ${flags[$n]} > "$out.log" 2>&1
+    $amo train --mode flow --predict velocity --steps "$steps" --threads 1 --out "$out" ${flags[$n]} > "$out.log" 2>&1
     .venv/bin/python -m amodalgen3d_ros.calibrate "$w" >> "$out.log" 2>&1
     $amo bench --split heldout --data data/heldout --scenes 60 --views 1,2,4 --workers 1 \
       --methods "amodalgen3d@$w" --out "$out/bench" >> "$out.log" 2>&1
