@@ -15,7 +15,7 @@ def test_training_smoke_and_resume(tmp_path):
     synth.synth(data, 4, seed=1, split="train", cfg=synth.SynthConfig(n_views=3), workers=1, progress=False)
     cfg = smoke_config(str(data), str(tmp_path / "run"))
     w = train(cfg, progress=False)
-    assert load_weights(w).cfg.mode == "flow"
+    assert load_weights(w).cfg.mode == "flow" and load_weights(w).cfg.predict == "x0"  # what ships
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and "val_loss" in log[-1]
     train(replace(cfg, steps=5, val_every=5, ckpt_every=5), progress=False)  # resumes at step 3
