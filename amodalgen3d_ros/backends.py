@@ -291,7 +291,11 @@ def onnx_files(model: AmodalGen3D, onnx_dir: str | Path, weights_sha: str, opset
     """The model's ONNX graphs under onnx_dir/<weights hash>_g<graph version>[_o<opset>]/, exported
     once (a change to the model's code that changes the graph bumps GRAPH_VERSION: exported again)."""
     d = Path(onnx_dir) / (f"{weights_sha[:16]}_g{GRAPH_VERSION}" + ("" if opset == TRT_OPSET else f"_o{opset}"))
-    if not ((d / "encoder.onnx").is_file() and (d / "step.onnx").is_file()):
+
+    def complete() -> bool:
+        return (d / "encoder.onnx").is_file() and (d / "step.onnx").is_file()
+
+    if not complete():
         # exported beside the final name and renamed into place: a process killed mid-export, or two
         # processes exporting at once, never leave a half-written graph under the name that is read
         tmp = d.parent / f".{d.name}.{os.getpid()}.tmp"
@@ -301,7 +305,7 @@ def onnx_files(model: AmodalGen3D, onnx_dir: str | Path, weights_sha: str, opset
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if d.exists() and not (d / "step.onnx").is_file():
+        if d.exists() and not complete():
             shutil.rmtree(d, ignore_errors=True)  # left incomplete by an older version's export
         try:
             os.replace(tmp, d)

@@ -81,7 +81,7 @@ def test_export_killed_midway_leaves_nothing_to_read(exported, tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         B.onnx_files(m, tmp_path, "feedbeef" * 2)
     monkeypatch.setattr(torch.onnx, "export", real)
-    final = tmp_path / f"feedbeef{'feedbeef'}_g{B.GRAPH_VERSION}"
+    final = tmp_path / f"{'feedbeef' * 2}_g{B.GRAPH_VERSION}"
     assert not final.exists() and not list(tmp_path.iterdir())
     # an incomplete directory left by an older version is replaced by a complete export
     final.mkdir()
@@ -90,6 +90,10 @@ def test_export_killed_midway_leaves_nothing_to_read(exported, tmp_path, monkeyp
     assert d == final and (d / "step.onnx").is_file() and (d / "encoder.onnx").stat().st_size > 100
     B.OnnxRuntimeBackend(d)  # loads
     assert [p.name for p in tmp_path.iterdir()] == [final.name]  # no temporary left behind
+    # incomplete the other way round (step without encoder): replaced too, not returned as is
+    (final / "encoder.onnx").unlink()
+    d = B.onnx_files(m, tmp_path, "feedbeef" * 2)
+    assert (d / "encoder.onnx").is_file() and (d / "step.onnx").is_file()
 
 
 def test_unknown_backend_is_refused(exported):
