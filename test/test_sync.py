@@ -74,3 +74,21 @@ def test_property_every_message_is_matched_dropped_or_pending(events, slop):
     assert s.pending() <= 3 * 8
     for stamp, items in out:  # matched sets really are within the slop
         assert all(abs(it[1] * 1000 - stamp) <= slop for it in items)
+
+
+def test_camera_info_exact_else_newest_before_else_newest():
+    from amodalgen3d_ros.ros.sync import LatestBefore
+
+    c = LatestBefore(size=3)
+    assert c.get(100) is None and c.missing == 1  # nothing yet: the frame cannot be used
+    c.add(100, "i100")
+    c.add(300, "i300")
+    assert c.get(300) == "i300" and c.exact == 1
+    assert c.get(250) == "i100"  # its own was lost or is late: the newest before it
+    assert c.get(50) == "i300"  # older than all (a bag looped): the newest received
+    assert c.not_exact == 2
+    c.add(300, "i300b")  # the same stamp again: the newer message wins, kept once
+    assert c.get(300) == "i300b" and len(c.items) == 2
+    for s in (10, 20, 30):  # bounded: the oldest arrivals go first, whatever their stamps
+        c.add(s, f"i{s}")
+    assert [s for s, _ in c.items] == [10, 20, 30]

@@ -63,17 +63,6 @@ class ProcessTree:
         return cpu, rss
 
 
-def input_publishers(node, topics: dict, depth: int) -> list:
-    """Reliable publishers of the node's four inputs, in view_to_msgs order (colour, depth, info, labels)."""
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image
-
-    q = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
-    return [node.create_publisher(Image, topics["color_topic"], q), node.create_publisher(Image, topics["depth_topic"], q),
-            node.create_publisher(CameraInfo, topics["camera_info_topic"], q),
-            node.create_publisher(Image, topics["labels_topic"], q)]
-
-
 def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0, n_objects: int = 5,
                    params: dict | None = None) -> dict:
     import rclpy
@@ -82,6 +71,7 @@ def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0
     from amodalgen3d_ros.msg import ReconstructedObjectArray
 
     from .conversions import view_to_msgs
+    from .peer import input_publishers, wait_until_connected
     from .replay import start_node
 
     out = Path(out)
@@ -100,11 +90,7 @@ def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0
     node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
     node.create_subscription(ReconstructedObjectArray, "/amodalgen3d_node/objects",
                              lambda m: arrivals.append((time.monotonic(), len(m.objects))), 10)
-    end = time.monotonic() + 60
-    while time.monotonic() < end and not all(p.get_subscription_count() for p in pubs):
-        rclpy.spin_once(node, timeout_sec=0.1)
-    for _ in range(10):
-        rclpy.spin_once(node, timeout_sec=0.1)
+    wait_until_connected(node, pubs, 60.0, proc)
     tree_sample()
     cpu, rss = [], []
     period = 1.0 / rate_hz

@@ -70,6 +70,7 @@ def replay(bag: str | Path, out: str | Path, rate: float = 1.0, start: bool = Tr
     from tqdm import tqdm
 
     from .conversions import mesh_from_msg
+    from .peer import wait_until_connected
 
     bag, out = Path(bag), Path(out)
     if not bag.exists():
@@ -122,16 +123,11 @@ def replay(bag: str | Path, out: str | Path, rate: float = 1.0, start: bool = Tr
     try:
         with AnyReader([bag]) as reader:
             pubs = {c.topic: node.create_publisher(msg_class(c.msgtype), c.topic, q) for c in reader.connections}
-            # wait until the node subscribes to every input topic (or give up after 60 s)
-            end = time.monotonic() + 60
-            while time.monotonic() < end and not all(p.get_subscription_count() > 0 for t, p in pubs.items()
-                                                      if not t.startswith("/tf")):
-                rclpy.spin_once(node, timeout_sec=0.1)
-                if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(f"the node exited at start-up; see {out / 'node.log'}")
-            t_end = time.monotonic() + 1.0
-            while time.monotonic() < t_end:
-                rclpy.spin_once(node, timeout_sec=0.05)
+            # both ends matched on every input topic (tf is optional: the node may not listen)
+            try:
+                wait_until_connected(node, [p for t, p in pubs.items() if not t.startswith("/tf")], 60.0, proc)
+            except RuntimeError as e:
+                raise RuntimeError(f"{e}; see {out / 'node.log'}") from None
             wall0, bag0, t_last = time.monotonic(), None, 0
             msgs = list(reader.messages())
             for conn, t_ns, raw in tqdm(msgs, desc="replay", unit="msg", disable=not progress):
@@ -149,6 +145,7 @@ def replay(bag: str | Path, out: str | Path, rate: float = 1.0, start: bool = Tr
         def finished() -> bool:
             # the node holds no track, has no final run in flight, and every result was deleted
             return bool(last) and set(last) <= deleted and node_state.get("buffer_tracks") == "0" \
+                and node_state.get("frames_pending") == "0" \
                 and node_state.get("queue_tracks_due") == "0" and node_state.get("queue_tracks_expiring") == "0" \
                 and counts["objects"] >= float(node_state.get("objects_published", "inf"))
 

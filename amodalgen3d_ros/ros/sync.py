@@ -95,3 +95,41 @@ class StampSynchronizer:
     def pending(self) -> int:
         with self.lock:
             return sum(len(q) for q in self.queues)
+
+
+class LatestBefore:
+    """The camera_info for a frame, outside the exact synchronization: the one with the frame's
+    stamp, else the newest not after it, else the newest received.
+
+    Intrinsics rarely change, and a small reliable message that DDS has to resend arrives late
+    (seen under load: camera_info seconds behind its images, then overwritten in the reader
+    queue), which must not cost whole frames. Bounded; the oldest arrivals are forgotten first
+    (stamps may jump back: a looping bag). Counted: exact, not exact, none at all.
+    """
+
+    def __init__(self, size: int = 30):
+        if size < 1:
+            raise ValueError("size >= 1")
+        self.size = size
+        self.items: list[tuple[int, Any]] = []  # in arrival order
+        self.exact = self.not_exact = self.missing = 0
+        self.lock = threading.Lock()
+
+    def add(self, stamp_ns: int, item: Any) -> None:
+        with self.lock:
+            self.items = [x for x in self.items if x[0] != stamp_ns]  # a repeated stamp: the newer wins
+            self.items.append((stamp_ns, item))
+            del self.items[:-self.size]
+
+    def get(self, stamp_ns: int) -> Any | None:
+        with self.lock:
+            if not self.items:
+                self.missing += 1
+                return None
+            before = [x for x in self.items if x[0] <= stamp_ns]
+            best = max(before, key=lambda x: x[0]) if before else self.items[-1]
+            if best[0] == stamp_ns:
+                self.exact += 1
+            else:
+                self.not_exact += 1
+            return best[1]
