@@ -19,7 +19,7 @@ import numpy as np
 
 from . import synth
 from .geometry import invert, resolve_poses, rotation_error_deg
-from .metrics import confidence_auroc, evaluate, sample_surface, seen_mask
+from .metrics import confidence_auroc, confidence_calibration_error, evaluate, sample_surface, seen_mask
 from .reconstruct import reconstruct
 from .views import View, read_views_dir
 
@@ -102,6 +102,8 @@ def bench_scene(args: tuple) -> list[dict]:
                 pts = gt_pts_world @ T[:3, :3].T + T[:3, 3]
                 row.update(evaluate(rec.mesh, g, seen, pts))
                 row["confidence_auroc"] = confidence_auroc(np.asarray(rec.mesh.vertices), rec.vertex_confidence, pts)
+                row["confidence_ece"] = confidence_calibration_error(np.asarray(rec.mesh.vertices),
+                                                                     rec.vertex_confidence, pts)
                 row["n_views_used"] = rec.n_views_used
             except Exception as e:  # a failure is a result too: counted, not hidden
                 row["error"] = f"{e.__class__.__name__}: {e}"
@@ -122,7 +124,7 @@ def summarize(rows: list[dict]) -> dict:
             if not sel:
                 continue
             stats: dict = {"n": len(sel)}
-            for k in MAIN_METRICS + ["accuracy_mm", "completeness_mm", "watertight", "confidence_auroc"]:
+            for k in MAIN_METRICS + ["accuracy_mm", "completeness_mm", "watertight", "confidence_auroc", "confidence_ece"]:
                 vals = np.array([float(r[k]) for r in sel if k in r and r[k] is not None], float)
                 vals = vals[np.isfinite(vals)]
                 if len(vals):
@@ -139,9 +141,10 @@ def summarize(rows: list[dict]) -> dict:
 
 def markdown(summary: dict, title: str) -> str:
     cols = ["chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "accuracy_seen_mm", "completeness_unseen_mm",
-            "fscore_5mm_unseen", "confidence_auroc", "seconds"]
+            "fscore_5mm_unseen", "confidence_auroc", "confidence_ece", "seconds"]
     lines = [f"## {title}", "", "mean (median) per object; lower is better for mm and seconds; confidence_auroc: how well the "
-             "per-vertex confidence ranks the inferred vertices' errors (5 mm; 0.5 = no information)", "",
+             "per-vertex confidence ranks the inferred vertices' errors (5 mm; 0.5 = no information); confidence_ece: its "
+             "expected calibration error as P(within 5 mm) (0 = calibrated)", "",
              "| views | method | n | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 3)]
     for key, st in summary["by_views"].items():
         n, m = key.split("/")

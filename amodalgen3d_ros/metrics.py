@@ -94,6 +94,23 @@ def confidence_auroc(vertices: np.ndarray, confidence: np.ndarray, gt_points: np
     return float(u / (len(good) * len(bad)))
 
 
+def confidence_calibration_error(vertices: np.ndarray, confidence: np.ndarray, gt_points: np.ndarray,
+                                 tol_m: float = 0.005, bins: int = 10, min_count: int = 10) -> float:
+    """Expected calibration error of per-vertex confidence read as P(within ``tol_m`` of the
+    truth), on the inferred vertices (confidence < 1): the count-weighted mean over equal-width
+    confidence bins of |mean confidence - fraction within tol|. 0 is calibrated; NaN when fewer
+    than ``min_count`` vertices were inferred."""
+    inferred = confidence < 1.0
+    if inferred.sum() < min_count:
+        return float("nan")
+    err, _ = cKDTree(gt_points).query(vertices[inferred])
+    c, hit = confidence[inferred].astype(np.float64), (err <= tol_m).astype(np.float64)
+    b = np.minimum((c * bins).astype(int), bins - 1)
+    n = np.bincount(b, minlength=bins)
+    gap = np.abs(np.bincount(b, c, bins) - np.bincount(b, hit, bins))  # per bin: n * |mean c - mean hit|
+    return float(gap.sum() / n.sum())
+
+
 def evaluate(pred: trimesh.Trimesh, gt: trimesh.Trimesh, gt_seen: np.ndarray | None = None,
              gt_points: np.ndarray | None = None, n: int = 20000, seed: int = 0) -> dict:
     """Metrics of ``pred`` against ``gt`` (same frame).

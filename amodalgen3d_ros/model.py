@@ -384,8 +384,12 @@ def regression_loss(model: AmodalGen3D, occ, geo, views, tau, valid) -> torch.Te
 
 @torch.no_grad()
 def sample(net, geo, views, tau, valid, steps: int = SAMPLING_STEPS, samples: int = NUM_SAMPLES, seed: int = 0,
-           guidance: float = 1.0) -> torch.Tensor:
+           guidance: float = 1.0, first_x0: bool = False):
     """K samples for one object (batch-1 inputs) -> (K, R, R, R) occupancy in [-1, 1].
+
+    first_x0: also return the first step's clean-shape estimates (K, R, R, R), z_1 - v(z_1, 1):
+    at t = 1 the network sees only noise and the conditions, so their mean estimates the
+    posterior mean shape, the quantity the deterministic reference regresses.
 
     ``net``: an AmodalGen3D or a backend (backends.py: encode / velocity). Euler steps from t = 1
     (noise) to t = 0 (data); the conditions are encoded once. guidance > 1 applies
@@ -406,10 +410,14 @@ def sample(net, geo, views, tau, valid, steps: int = SAMPLING_STEPS, samples: in
         cond_n = tuple(np.repeat(c, K, axis=0) for c in backend.encode_numpy(geo.numpy(), views.numpy()))
         geo_n, tau_n, valid_n = (np.repeat(a.numpy(), K, axis=0) for a in (geo, tau, valid))
         ts_n = np.linspace(1, 0, steps + 1, dtype=np.float32)
+        x0_first_n = None
         for i in range(steps):
             v_n = backend.velocity_numpy(zn, np.full(K, ts_n[i], np.float32), geo_n, tau_n, valid_n, cond_n)
+            if i == 0:
+                x0_first_n = zn[:, 0] - v_n[:, 0]
             zn = zn + (ts_n[i + 1] - ts_n[i]) * v_n
-        return torch.from_numpy(np.ascontiguousarray(zn[:, 0]))
+        out = torch.from_numpy(np.ascontiguousarray(zn[:, 0]))
+        return (out, torch.from_numpy(np.ascontiguousarray(x0_first_n))) if first_x0 else out
     geo_k, tau_k, valid_k = (a.expand(K, *a.shape[1:]).contiguous() for a in (geo, tau, valid))
     cond = tuple(c.expand(K, *c.shape[1:]).contiguous() for c in backend.encode(geo, views))
     cond_null = None
@@ -418,14 +426,17 @@ def sample(net, geo, views, tau, valid, steps: int = SAMPLING_STEPS, samples: in
             raise ValueError("classifier-free guidance needs the torch backend")
         cond_null = backend.model.encode_conditions(geo_k, views.expand(K, *views.shape[1:]), torch.ones(K, dtype=torch.bool))
     ts = torch.linspace(1, 0, steps + 1)
+    x0_first = None
     for i in range(steps):
         t = ts[i].expand(K).contiguous()
         v = backend.velocity(z, t, geo_k, tau_k, valid_k, cond)
         if cond_null is not None:
             v_u = backend.velocity(z, t, geo_k, tau_k, valid_k, cond_null)
             v = v_u + guidance * (v - v_u)
+        if i == 0:
+            x0_first = (z - v)[:, 0]
         z = z + (ts[i + 1] - ts[i]) * v
-    return z[:, 0]
+    return (z[:, 0], x0_first) if first_x0 else z[:, 0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -532,14 +543,19 @@ class LearnedMethod:
         geo, views, tau, valid = to_batch(mi)
         with torch.inference_mode():
             if self.model.cfg.mode == "flow":
-                z = sample(self.backend, geo, views, tau, valid, self.steps, self.samples, self.seed, self.guidance)
+                z, x0_first = sample(self.backend, geo, views, tau, valid, self.steps, self.samples, self.seed,
+                                     self.guidance, first_x0=True)
                 # numpy, not torch: a torch op here wakes its idle thread pool (tens of ms on 2 cores)
                 if self.model.cfg.predict == "x0":
                     # each sample ends on its predicted clean shape, a soft occupancy: kept soft
-                    # (validation scenes, step 1500: 5.85 vs 5.95 mm Chamfer at 1 view against thresholding)
+                    # (validation scenes, step 1500: 5.85 vs 5.95 mm Chamfer at 1 view against
+                    # thresholding), and averaged with the first step's estimates of the mean shape
+                    # (24 validation scenes, shipped weights: 5.41 / 4.89 / 3.73 mm Chamfer at 1 / 2 / 4
+                    # views against 5.54 / 5.00 / 4.03 from the last step alone)
                     occ = np.clip((z.numpy() + 1) * 0.5, 0, 1)
-                else:
-                    occ = (z.numpy() > 0).astype(np.float32)
+                    first = np.clip((x0_first.numpy() + 1) * 0.5, 0, 1)
+                    return 0.5 * (occ.mean(0) + first.mean(0)), occ.std(0)
+                occ = (z.numpy() > 0).astype(np.float32)
                 return occ.mean(0), occ.std(0)
             p = torch.sigmoid(self.model(torch.zeros(1, 1, *geo.shape[2:]), torch.zeros(1), geo, views, tau, valid))[0, 0]
             return p.numpy(), np.zeros_like(p.numpy())
@@ -575,7 +591,6 @@ class LearnedMethod:
 
     def mesh(self, fd: dict, level: float):
         """Closed mesh (output frame) and per-vertex confidence at a surface level."""
-        from scipy import ndimage
 
         from .geometry import transform
         from .surface import mesh_from_field
@@ -588,16 +603,35 @@ class LearnedMethod:
             mesh = mesh_from_field(np.where(band, field, 0.0), grid, level)
         ijk, _ = grid.index_of(mesh.vertices)
         ijk = np.clip(ijk, 0, grid.shape[0] - 1)
-        # the samples' spread, interpolated at the vertices (coarse voxel centres at (i + 0.5) / R)
-        spread = fd["spread"]
-        coarse = (mesh.vertices - grid.origin) / (grid.voxel_m * grid.shape[0] / spread.shape[0]) - 0.5
-        conf = 1.0 - 2.0 * ndimage.map_coordinates(spread, coarse.T, order=1, mode="nearest")
+        conf = surface_confidence(field, grid, mesh.vertices)
         conf = np.where(band[ijk[:, 0], ijk[:, 1], ijk[:, 2]], 1.0, conf)  # measured surface
         mesh.vertices = transform(fd["mi"].T_out_cube, mesh.vertices)
         return mesh, np.clip(conf, 0, 1).astype(np.float32)
 
     def __call__(self, obs):
         return self.mesh(self.field(obs), self.level)
+
+
+def surface_confidence(field: np.ndarray, grid, vertices: np.ndarray, tol_m: float = 0.005) -> np.ndarray:
+    """Per vertex, the probability that the surface lies within ``tol_m`` of it, read from how
+    sharply the mean occupancy over the samples crosses the level there.
+
+    Samples that agree on where the surface is average to a step; where they disagree (or each is
+    unsure), to a ramp. If the surface's offset along the normal is normal with std sigma, the
+    mean occupancy is its CDF, whose slope at the surface is 1 / (sigma sqrt(2 pi)); so sigma =
+    1 / (sqrt(2 pi) |grad p|) and P(|offset| <= tol) = erf(tol / (sigma sqrt 2)). (12 validation
+    scenes: this ranks the generator's inferred vertices' errors with AUROC 0.71-0.74 at 1-4 views,
+    where the samples' per-voxel spread did not rank them at all, 0.47-0.52. The reference's
+    probability, read the same way, ranks them as well, 0.73-0.74: it is used for both.)
+    """
+    from scipy import ndimage
+    from scipy.special import erf
+
+    idx = ((vertices - grid.origin) / grid.voxel_m - 0.5).T  # voxel centres at (i + 0.5) * voxel
+    grad = np.gradient(field.astype(np.float32), grid.voxel_m)  # per metre
+    slope = np.sqrt(sum(ndimage.map_coordinates(g, idx, order=1, mode="nearest") ** 2 for g in grad))
+    sigma = 1.0 / (np.sqrt(2 * np.pi) * np.maximum(slope, 1e-6))
+    return erf(tol_m / (sigma * np.sqrt(2)))
 
 
 def upsample_linear(x: np.ndarray, factor: float) -> np.ndarray:

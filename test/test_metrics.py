@@ -56,3 +56,20 @@ def test_confidence_auroc_ranks_errors():
     # measured vertices (confidence 1) are left out; too few of a kind is NaN, not a number
     assert np.isnan(confidence_auroc(v, np.ones(100), gt))
     assert np.isnan(confidence_auroc(v, np.r_[np.full(50, 0.9), np.ones(50)], gt))
+
+
+def test_confidence_calibration_error():
+    from amodalgen3d_ros.metrics import confidence_calibration_error
+
+    rng = np.random.default_rng(0)
+    g = np.arange(-0.6, 0.6, 0.002)
+    gt = np.c_[np.stack(np.meshgrid(g, g), -1).reshape(-1, 2), np.zeros(len(g) ** 2)]  # the plane z = 0
+    near = np.c_[rng.uniform(-0.5, 0.5, (60, 2)), np.full(60, 0.001)]
+    far = np.c_[rng.uniform(-0.5, 0.5, (40, 2)), np.full(40, 0.02)]
+    v = np.r_[near, far]
+    # 60 % are within 5 mm: a confidence of 0.6 everywhere is calibrated, 0.95 is not
+    assert confidence_calibration_error(v, np.full(100, 0.6), gt) < 1e-9
+    assert abs(confidence_calibration_error(v, np.full(100, 0.95), gt) - 0.35) < 1e-9
+    # confident where right and doubtful where wrong, each exactly: calibrated too
+    assert confidence_calibration_error(v, np.r_[np.full(60, 0.999), np.full(40, 0.0)], gt) < 0.01
+    assert np.isnan(confidence_calibration_error(v, np.ones(100), gt))  # nothing inferred

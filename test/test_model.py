@@ -96,6 +96,44 @@ def test_x0_prediction_is_a_velocity_whose_last_step_lands_on_x0():
     assert zs.abs().max() <= 1 and zs.abs().max() > 0.01
 
 
+def test_first_step_estimate_is_the_clean_shape_predicted_from_noise():
+    """sample(first_x0=True) also returns the first step's x0 (the posterior-mean estimate the
+    occupancy averages in): the network's x0 at t = 1 on the same noise."""
+    torch.manual_seed(0)
+    m = M.AmodalGen3D(M.ModelConfig(**{**SMALL.__dict__, "predict": "x0"})).eval()
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    _, geo, views, tau, valid = toy_batch(1)
+    z, first = M.sample(m, geo, views, tau, valid, steps=3, samples=2, seed=4, first_x0=True)
+    torch.testing.assert_close(z, M.sample(m, geo, views, tau, valid, steps=3, samples=2, seed=4))
+    noise = torch.randn(2, 1, *geo.shape[2:], generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        want = torch.tanh(0.5 * m.predict_raw(noise, torch.ones(2), geo.expand(2, *geo.shape[1:]),
+                                              views.expand(2, *views.shape[1:]), tau.expand(2, -1),
+                                              valid.expand(2, -1)))[:, 0]
+    torch.testing.assert_close(first, want, atol=1e-5, rtol=1e-5)
+
+
+def test_surface_confidence_reads_the_ramp_width():
+    """A mean occupancy that is a normal CDF across a plane, with std sigma, gives every vertex on
+    the plane P(|offset| <= 5 mm) = erf(5 mm / (sigma sqrt 2)): sharp steps near 1, wide ramps low."""
+    from scipy.special import erf
+    from scipy.stats import norm
+
+    from amodalgen3d_ros.surface import Grid
+
+    grid = Grid(origin=np.zeros(3), voxel_m=0.002, shape=(64, 64, 64))
+    x = (np.arange(64) + 0.5) * 0.002
+    verts = np.array([[0.064, 0.03, 0.03], [0.064, 0.05, 0.02]])
+    got = []
+    for sigma in (0.006, 0.015):  # ramps a few voxels wide (a narrower one is blurred by the grid)
+        field = np.broadcast_to(norm.cdf((0.064 - x) / sigma)[:, None, None], (64, 64, 64)).copy()
+        conf = M.surface_confidence(field, grid, verts)
+        np.testing.assert_allclose(conf, erf(0.005 / (sigma * np.sqrt(2))), rtol=0.03)
+        got.append(conf[0])
+    assert got[0] > got[1] + 0.2
+
+
 def test_old_weights_without_predict_load_as_velocity(tmp_path):
     """Weights saved before the predict field existed still load, as velocity predictors."""
     import json

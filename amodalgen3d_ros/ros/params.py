@@ -49,7 +49,7 @@ PARAMS: list[Param] = [
     Param("weights_path", "", "weights of the learned method; empty: the shipped ones"),
     Param("prior_weights_path", "", "weights of the 2D amodal prior the learned method reads; empty: the shipped ones"),
     Param("sampling_steps", 4, "Euler steps of the flow-matching sampler", 1, 100),
-    Param("num_samples", 8, "samples drawn per object (their spread is the confidence)", 1, 64),
+    Param("num_samples", 8, "samples drawn per object (where they agree on the surface, confidence is high)", 1, 64),
     Param("backend", "onnxruntime", "inference backend of the learned method (falls back tensorrt -> onnxruntime -> torch)",
           choices=("torch", "onnxruntime", "tensorrt")),
     Param("onnx_dir", "", "where ONNX graphs are exported (per weights hash); empty: ~/.cache/amodalgen3d/onnx"),
