@@ -41,15 +41,20 @@ def test_seen_unseen_split():
     assert 0.1 < e["seen_share"] < 0.25
 
 
+def plane_and_vertices(n_near: int, n_far: int) -> tuple[np.ndarray, np.ndarray]:
+    """Truth: the plane z = 0, densely sampled; vertices: n_near 1 mm above it, then n_far 20 mm."""
+    rng = np.random.default_rng(0)
+    g = np.arange(-0.6, 0.6, 0.002)
+    gt = np.c_[np.stack(np.meshgrid(g, g), -1).reshape(-1, 2), np.zeros(len(g) ** 2)]
+    near = np.c_[rng.uniform(-0.5, 0.5, (n_near, 2)), np.full(n_near, 0.001)]
+    far = np.c_[rng.uniform(-0.5, 0.5, (n_far, 2)), np.full(n_far, 0.02)]
+    return np.r_[near, far], gt
+
+
 def test_confidence_auroc_ranks_errors():
     from amodalgen3d_ros.metrics import confidence_auroc
 
-    rng = np.random.default_rng(0)
-    g = np.arange(-0.6, 0.6, 0.002)
-    gt = np.c_[np.stack(np.meshgrid(g, g), -1).reshape(-1, 2), np.zeros(len(g) ** 2)]  # the plane z = 0
-    near = np.c_[rng.uniform(-0.5, 0.5, (50, 2)), np.full(50, 0.001)]
-    far = np.c_[rng.uniform(-0.5, 0.5, (50, 2)), np.full(50, 0.02)]
-    v = np.r_[near, far]
+    v, gt = plane_and_vertices(50, 50)
     assert confidence_auroc(v, np.r_[np.full(50, 0.9), np.full(50, 0.3)], gt) == 1.0
     assert confidence_auroc(v, np.r_[np.full(50, 0.3), np.full(50, 0.9)], gt) == 0.0
     assert confidence_auroc(v, np.full(100, 0.7), gt) == 0.5  # constant: no information
@@ -61,12 +66,7 @@ def test_confidence_auroc_ranks_errors():
 def test_confidence_calibration_error():
     from amodalgen3d_ros.metrics import confidence_calibration_error
 
-    rng = np.random.default_rng(0)
-    g = np.arange(-0.6, 0.6, 0.002)
-    gt = np.c_[np.stack(np.meshgrid(g, g), -1).reshape(-1, 2), np.zeros(len(g) ** 2)]  # the plane z = 0
-    near = np.c_[rng.uniform(-0.5, 0.5, (60, 2)), np.full(60, 0.001)]
-    far = np.c_[rng.uniform(-0.5, 0.5, (40, 2)), np.full(40, 0.02)]
-    v = np.r_[near, far]
+    v, gt = plane_and_vertices(60, 40)
     # 60 % are within 5 mm: a confidence of 0.6 everywhere is calibrated, 0.95 is not
     assert confidence_calibration_error(v, np.full(100, 0.6), gt) < 1e-9
     assert abs(confidence_calibration_error(v, np.full(100, 0.95), gt) - 0.35) < 1e-9
