@@ -24,3 +24,21 @@ def test_short_soak_is_bounded_and_accounts_for_every_track(tmp_path):
     t = rep["tracks"]
     assert t["still_held"] == 0 and t["created"] >= 1
     assert t["with_result"] + t["without_result_failed"] + t["without_result_not_reconstructed"] == t["created"]
+
+
+def test_a_bench_whose_node_never_connects_stops_it(tmp_path):
+    """Bug: when the node bench gave up waiting for the node's inputs, it left the node running
+    (one ran for an hour beside later measurements). Now it is stopped whatever fails."""
+    import psutil
+
+    from amodalgen3d_ros.ros.node_bench import run_node_bench
+
+    def bench_nodes() -> list:
+        cmds = (" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
+        return [c for c in cmds if "amodalgen3d_ros.ros.node" in c and str(tmp_path) in c]
+
+    # not activated: its inputs never subscribe, so the bench times out waiting for them
+    with pytest.raises(TimeoutError):
+        run_node_bench(tmp_path, seconds=1.0, n_objects=1, connect_timeout_s=3.0,
+                       params={"method": "support_hull", "autostart": "false", "output_dir": str(tmp_path)})
+    assert not bench_nodes()

@@ -90,7 +90,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
     from ..geometry import invert
     from .conversions import mesh_from_msg
     from .node_bench import ProcessTree
-    from .peer import input_publishers, wait_until_connected
+    from .peer import input_publishers, stop_process, wait_until_connected
     from .replay import start_node
 
     out = Path(out)
@@ -191,15 +191,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
-        rc = None
-        if proc.poll() is None:
-            proc.send_signal(2)
-            try:
-                rc = proc.wait(15)
-            except Exception:
-                proc.kill()
-        else:
-            rc = proc.returncode
+        rc = stop_process(proc, 15.0)
     kv = {x.key: x.value for x in diags[-1].status[0].values} if diags and diags[-1].status else {}
     check = {"received": ok_result is not None}
     if ok_result is not None:

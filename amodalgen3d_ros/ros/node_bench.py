@@ -64,14 +64,14 @@ class ProcessTree:
 
 
 def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0, n_objects: int = 5,
-                   params: dict | None = None) -> dict:
+                   params: dict | None = None, connect_timeout_s: float = 60.0) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
 
     from amodalgen3d_ros.msg import ReconstructedObjectArray
 
     from .conversions import view_to_msgs
-    from .peer import input_publishers, wait_until_connected
+    from .peer import input_publishers, stop_process, wait_until_connected
     from .replay import start_node
 
     out = Path(out)
@@ -80,57 +80,61 @@ def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0
     topics = {"color_topic": "/nb/color", "depth_topic": "/nb/depth", "camera_info_topic": "/nb/info",
               "labels_topic": "/nb/labels"}
     proc = start_node(out, {**topics, **(params or {}), "use_sim_time": "false"})
-    tree_sample = ProcessTree(proc.pid).sample
-    rclpy.init()
-    node = rclpy.create_node("amodalgen3d_node_bench")
-    pubs = input_publishers(node, topics, 10)
-    diags: list = []
-    arrivals: list = []
-    t_first_pub = [None]
-    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
-    node.create_subscription(ReconstructedObjectArray, "/amodalgen3d_node/objects",
-                             lambda m: arrivals.append((time.monotonic(), len(m.objects))), 10)
-    wait_until_connected(node, pubs, 60.0, proc)
-    tree_sample()
-    cpu, rss = [], []
-    period = 1.0 / rate_hz
-    t0 = time.monotonic()
-    k = 0
-    next_sample = t0 + 1.0
-    while time.monotonic() - t0 < seconds:
-        due = t0 + k * period
-        while time.monotonic() < due:
-            rclpy.spin_once(node, timeout_sec=max(0.0, min(0.005, due - time.monotonic())))
-        v = frames[k % len(frames)]
-        stamp = int(time.time() * 1e9)
-        c, d, i, lab = view_to_msgs(v, stamp)
-        for p, m in zip(pubs, (c, d, i, lab)):
-            p.publish(m)
-        if t_first_pub[0] is None:
-            t_first_pub[0] = time.monotonic()
-        k += 1
-        if time.monotonic() >= next_sample:
-            c_, r_ = tree_sample()
-            cpu.append(c_)
-            rss.append(r_)
-            next_sample += 1.0
-    achieved = k / (time.monotonic() - t0)
-    # input stops: every track expires and gets its final run; then the accounting is complete
+    # the node is stopped whatever happens here (a failed start once left one running for an hour)
+    node = None
+    try:
+        tree_sample = ProcessTree(proc.pid).sample
+        rclpy.init()
+        node = rclpy.create_node("amodalgen3d_node_bench")
+        pubs = input_publishers(node, topics, 10)
+        diags: list = []
+        arrivals: list = []
+        t_first_pub = [None]
+        node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+        node.create_subscription(ReconstructedObjectArray, "/amodalgen3d_node/objects",
+                                 lambda m: arrivals.append((time.monotonic(), len(m.objects))), 10)
+        wait_until_connected(node, pubs, connect_timeout_s, proc)
+        tree_sample()
+        cpu, rss = [], []
+        period = 1.0 / rate_hz
+        t0 = time.monotonic()
+        k = 0
+        next_sample = t0 + 1.0
+        while time.monotonic() - t0 < seconds:
+            due = t0 + k * period
+            while time.monotonic() < due:
+                rclpy.spin_once(node, timeout_sec=max(0.0, min(0.005, due - time.monotonic())))
+            v = frames[k % len(frames)]
+            stamp = int(time.time() * 1e9)
+            c, d, i, lab = view_to_msgs(v, stamp)
+            for p, m in zip(pubs, (c, d, i, lab)):
+                p.publish(m)
+            if t_first_pub[0] is None:
+                t_first_pub[0] = time.monotonic()
+            k += 1
+            if time.monotonic() >= next_sample:
+                c_, r_ = tree_sample()
+                cpu.append(c_)
+                rss.append(r_)
+                next_sample += 1.0
+        achieved = k / (time.monotonic() - t0)
+        # input stops: every track expires and gets its final run; then the accounting is complete
 
-    def settled() -> bool:
-        kv = {x.key: x.value for x in diags[-1].status[0].values} if diags and diags[-1].status else {}
-        # frames still in flight to a lagging node would make new tracks: input must have stopped too
-        idle = all(float(v) == 0.0 for k, v in kv.items() if k.startswith("rate_"))
-        return idle and kv.get("buffer_tracks") == "0" and kv.get("queue_tracks_expiring") == "0"
-    t_stop = time.monotonic()
-    while time.monotonic() - t_stop < 120 and not settled():
-        rclpy.spin_once(node, timeout_sec=0.1)
-    for _ in range(20):
-        rclpy.spin_once(node, timeout_sec=0.1)
-    node.destroy_node()
-    rclpy.try_shutdown()
-    proc.send_signal(2)
-    proc.wait(15)
+        def settled() -> bool:
+            kv = {x.key: x.value for x in diags[-1].status[0].values} if diags and diags[-1].status else {}
+            # frames still in flight to a lagging node would make new tracks: input must have stopped too
+            idle = all(float(v) == 0.0 for k, v in kv.items() if k.startswith("rate_"))
+            return idle and kv.get("buffer_tracks") == "0" and kv.get("queue_tracks_expiring") == "0"
+        t_stop = time.monotonic()
+        while time.monotonic() - t_stop < 120 and not settled():
+            rclpy.spin_once(node, timeout_sec=0.1)
+        for _ in range(20):
+            rclpy.spin_once(node, timeout_sec=0.1)
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        stop_process(proc, 15.0)
     series = [{x.key: x.value for x in dmsg.status[0].values} for dmsg in diags if dmsg.status]
     last_kv = series[-1] if series else {}
 

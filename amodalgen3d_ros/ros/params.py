@@ -30,7 +30,7 @@ PARAMS: list[Param] = [
     Param("labels_topic", "/tracker/instance_labels",
           "instance label image (mono8, mono16, 32SC1): 0 background, value = track id"),
     Param("input_reliability", "reliable", "QoS reliability of the image inputs", choices=("reliable", "best_effort")),
-    Param("input_depth", 10, "QoS history depth of the image inputs", 1, 1000),
+    Param("input_depth", 30, "QoS history depth of the image inputs (1 s at 30 Hz: a busy CPU must not cost frames)", 1, 1000),
     Param("sync_mode", "exact", "stamp matching of the inputs", choices=("exact", "approximate")),
     Param("sync_slop_s", 0.02, "largest stamp difference in approximate mode", 0.0, 1.0),
     Param("sync_queue_size", 30, "frames waiting per input for their partners", 1, 1000),

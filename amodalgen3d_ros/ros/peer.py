@@ -50,3 +50,17 @@ def wait_until_connected(node, pubs, timeout_s: float = 60.0, proc=None, node_pr
                            f"(diagnostics: inputs {state.get('inputs')}, connected {state.get('inputs_connected')})")
     finally:
         node.destroy_subscription(sub)
+
+
+def stop_process(proc, timeout_s: float = 10.0) -> int | None:
+    """Stop a node's process like Ctrl-C, killed if it has not exited within ``timeout_s``."""
+    import subprocess
+
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode

@@ -70,7 +70,7 @@ def replay(bag: str | Path, out: str | Path, rate: float = 1.0, start: bool = Tr
     from tqdm import tqdm
 
     from .conversions import mesh_from_msg
-    from .peer import wait_until_connected
+    from .peer import stop_process, wait_until_connected
 
     bag, out = Path(bag), Path(out)
     if not bag.exists():
@@ -163,11 +163,7 @@ def replay(bag: str | Path, out: str | Path, rate: float = 1.0, start: bool = Tr
         node.destroy_node()
         rclpy.try_shutdown()
         if proc is not None:
-            proc.send_signal(2)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc, 10.0)
     import trimesh
 
     meshes = {}
