@@ -21,15 +21,10 @@ def start_node(params: dict, tmp: Path, name: str = "node") -> subprocess.Popen:
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
 
 
-def stop_node(p: subprocess.Popen, timeout: float = 10.0) -> int:
-    if p.poll() is None:
-        p.send_signal(2)
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
-    return p.returncode
+def stop_node(p: subprocess.Popen, timeout: float = 10.0) -> int | None:
+    from amodalgen3d_ros.ros.peer import stop_process
+
+    return stop_process(p, timeout)
 
 
 def wait_for(cond, timeout_s: float, spin, period: float = 0.05) -> bool:
