@@ -47,6 +47,15 @@ class BenchConfig:
 def ensure_scenes(cfg: BenchConfig, progress: bool = True) -> list[Path]:
     """The benchmark's scenes, synthesized once (deterministic for the seed) if missing."""
     root = Path(cfg.data)
+    manifest = root / "manifest.json"
+    if manifest.exists():  # scenes made otherwise must not be measured under this config's name
+        import json
+
+        m = json.loads(manifest.read_text())
+        made = {"seed": m.get("seed"), "split": m.get("split"), "depth_noise": m.get("config", {}).get("depth_noise")}
+        want = {"seed": cfg.seed, "split": cfg.split, "depth_noise": cfg.depth_noise}
+        if made != want:
+            raise ValueError(f"{root} holds scenes made with {made}, not {want}: choose another --data folder")
     have = synth.scene_dirs(root)
     if len(have) < cfg.scenes:
         synth.synth(root, cfg.scenes, cfg.seed, cfg.split, synth.SynthConfig(depth_noise=cfg.depth_noise),
