@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -21,7 +21,6 @@ class SyncCounters:
     dropped_overflow: int = 0  # queue full
     dropped_duplicate: int = 0  # the same stamp twice on one stream
     time_jumps_back: int = 0  # stamps jumped back (a looping bag): queues reset
-    received: list[int] = field(default_factory=list)
 
 
 class StampSynchronizer:
@@ -33,7 +32,7 @@ class StampSynchronizer:
         self.slop_ns = slop_ns
         self.jump_back_ns = jump_back_ns
         self.queues: list[deque[tuple[int, Any]]] = [deque() for _ in range(n_inputs)]
-        self.counters = SyncCounters(received=[0] * n_inputs)
+        self.counters = SyncCounters()
         self.last_matched_ns: int | None = None
         self.lock = threading.Lock()
 
@@ -41,7 +40,6 @@ class StampSynchronizer:
         """Offer one message; returns the matched sets completed by it: (pivot stamp, items)."""
         with self.lock:
             c = self.counters
-            c.received[index] += 1
             if self.last_matched_ns is not None and stamp_ns < self.last_matched_ns - self.jump_back_ns:
                 c.time_jumps_back += 1
                 c.dropped_unmatched += sum(len(q) for q in self.queues)
