@@ -97,7 +97,7 @@ class AmodalGen3DNode(LifecycleNode):
         self.rates: dict[str, float] = {}
         # matched sets waiting for conversion: the input callbacks only synchronize, so DDS's
         # reader queues are emptied at the input rate; a backlog is dropped here, whole frames
-        self.frames: deque[dict] = deque()
+        self.frames: deque[tuple[int, dict]] = deque()  # (stamp ns, inputs by name)
         self._frames_lock = threading.Lock()
         self.results: dict[int, object] = {}  # track id -> ReconstructedObject
         self.failed: dict[int, str] = {}
@@ -252,16 +252,17 @@ class AmodalGen3DNode(LifecycleNode):
             if index < 0:
                 self.infos.add(conv.stamp_to_ns(msg.header.stamp), msg)
                 return
+            # one executor thread: sync.add needs no lock of ours; the queue is shared with _take_frames
+            matched = self.sync.add(index, conv.stamp_to_ns(msg.header.stamp), msg)
+            if not matched:
+                return
             with self._frames_lock:
-                matched = self.sync.add(index, conv.stamp_to_ns(msg.header.stamp), msg)
-                if matched:
-                    for stamp_ns, items in matched:
-                        self.frames.append((stamp_ns, dict(zip(self.synced_names, items))))
-                    while len(self.frames) > self.cfg.input_depth:
-                        self.frames.popleft()
-                        self.stats["frames_dropped_backlog"] += 1
-            if matched:
-                self.frame_wake.set()
+                for stamp_ns, items in matched:
+                    self.frames.append((stamp_ns, dict(zip(self.synced_names, items))))
+                while len(self.frames) > self.cfg.input_depth:
+                    self.frames.popleft()
+                    self.stats["frames_dropped_backlog"] += 1
+            self.frame_wake.set()
         return cb
 
     def _take_frames(self) -> None:
