@@ -19,7 +19,8 @@ import numpy as np
 
 from . import synth
 from .geometry import invert, resolve_poses, rotation_error_deg
-from .metrics import confidence_auroc, confidence_calibration_error, evaluate, sample_surface, seen_mask
+from .metrics import (confidence_auroc, confidence_bins, confidence_calibration_error, ece_from_bins, evaluate,
+                      sample_surface, seen_mask)
 from .reconstruct import reconstruct
 from .views import View, read_views_dir
 
@@ -113,6 +114,9 @@ def bench_scene(args: tuple) -> list[dict]:
                 row["confidence_auroc"] = confidence_auroc(np.asarray(rec.mesh.vertices), rec.vertex_confidence, pts)
                 row["confidence_ece"] = confidence_calibration_error(np.asarray(rec.mesh.vertices),
                                                                      rec.vertex_confidence, pts)
+                if row["confidence_ece"] == row["confidence_ece"]:  # not NaN: some vertices were inferred
+                    row["confidence_bins"] = confidence_bins(np.asarray(rec.mesh.vertices), rec.vertex_confidence,
+                                                             pts).tolist()
                 row["n_views_used"] = rec.n_views_used
             except Exception as e:  # a failure is a result too: counted, not hidden
                 row["error"] = f"{e.__class__.__name__}: {e}"
@@ -138,6 +142,12 @@ def summarize(rows: list[dict]) -> dict:
                 vals = vals[np.isfinite(vals)]
                 if len(vals):
                     stats[k] = {"mean": float(vals.mean()), "median": float(np.median(vals))}
+            bins = [np.asarray(r["confidence_bins"]) for r in sel if "confidence_bins" in r]
+            if bins:  # over all inferred vertices of all objects: the calibration a user of many objects sees
+                total = np.sum(bins, axis=0)
+                nv = total[0].sum()
+                stats["confidence_pooled"] = {"vertices": int(nv), "mean_confidence": float(total[1].sum() / nv),
+                                              "hit_rate": float(total[2].sum() / nv), "ece": ece_from_bins(total)}
             out["by_views"][f"{n}/{m}"] = stats
             for lo, hi in zip(OCCLUSION_BANDS[:-1], OCCLUSION_BANDS[1:]):
                 b = [r for r in sel if lo <= r["occlusion"] < hi]
@@ -164,6 +174,14 @@ def markdown(summary: dict, title: str) -> str:
             else:
                 cells.append("-")
         lines.append(f"| {n} | {m} | {st['n']} | " + " | ".join(cells) + " |")
+    pooled = {k: st["confidence_pooled"] for k, st in summary["by_views"].items() if "confidence_pooled" in st}
+    if pooled:
+        lines += ["", "### Confidence over all inferred vertices (pooled over objects)", "",
+                  "mean confidence against the fraction within 5 mm of the truth; ECE over the pooled vertices", "",
+                  "| views | method | vertices | mean_confidence | within_5mm | ece |", "|---|---|---|---|---|---|"]
+        for key, p in pooled.items():
+            n, m = key.split("/")
+            lines.append(f"| {n} | {m} | {p['vertices']} | {p['mean_confidence']:.3f} | {p['hit_rate']:.3f} | {p['ece']:.3f} |")
     lines += ["", "### By occlusion band (mean over the used views' hidden share)", "",
               "| views | method | band | n | chamfer_l1_mm | fscore_5mm | fscore_10mm | iou | chamfer_unseen_mm |",
               "|---|---|---|---|---|---|---|---|---|"]

@@ -1,8 +1,12 @@
-"""Calibrate a learned method's surface level on validation scenes, never the benchmark's.
+"""Calibrate a learned method on validation scenes, never the benchmark's: its surface level and
+its per-vertex confidence.
 
 The networks' occupancy is not calibrated after minutes of training (they under-fill hidden
 volume); one scalar, the level at which the surface is drawn, is chosen on fresh scenes of the
-training split drawn with another seed, to maximise the mean of F-score@10 mm and IoU, and stored
+training split drawn with another seed, to maximise the mean of F-score@10 mm and IoU. Then, at
+that level, the confidence P(surface within 5 mm) read from the field's slope (model.py:
+surface_sigma) is fitted to how often the inferred vertices really are within 5 mm of the truth:
+a scale on the slope's std and a floor under it, minimising the Brier score. All of it is stored
 in the weights file's metadata.
 
     amodalgen3d calibrate WEIGHTS [--scenes 12 --seed 99]
@@ -14,14 +18,31 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from . import synth
-from .metrics import evaluate
-from .model import LearnedMethod, load_weights, save_weights, weights_meta
+from .metrics import evaluate, expected_calibration_error, sample_surface
+from .model import LearnedMethod, confidence_from_sigma, load_weights, save_weights, weights_meta
 from .observation import observe
 from .views import read_views_dir
 
 LEVELS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+SIGMA_SCALES = tuple(float(x) for x in np.round(np.geomspace(0.25, 8.0, 31), 4))
+SIGMA_FLOORS_M = (0.0, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.010, 0.015)
+TOL_M = 0.005
+
+
+def fit_confidence(sigma: np.ndarray, hit: np.ndarray) -> dict:
+    """The (scale, floor) of confidence_from_sigma with the least Brier score on these vertices
+    (sigma in metres, hit: within 5 mm of the truth), with the ECE before and after."""
+    hit = hit.astype(np.float64)
+    best = min(((float(np.mean((confidence_from_sigma(sigma, s, f, TOL_M) - hit) ** 2)), s, f)
+                for s in SIGMA_SCALES for f in SIGMA_FLOORS_M))
+    brier, s, f = best
+    return {"sigma_scale": s, "sigma_floor_m": f, "brier": round(brier, 4), "vertices": int(len(hit)),
+            "hit_rate": round(float(hit.mean()), 4),
+            "ece_before": round(expected_calibration_error(confidence_from_sigma(sigma, tol_m=TOL_M), hit), 4),
+            "ece_after": round(expected_calibration_error(confidence_from_sigma(sigma, s, f, TOL_M), hit), 4)}
 
 
 def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = 12, seed: int = 99,
@@ -29,6 +50,7 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = 12, s
     synth.synth(data, scenes, seed, "train", workers=1, progress=False)
     m = LearnedMethod(weights, level=0.5)
     scores: dict[float, list[float]] = {lv: [] for lv in LEVELS}
+    cases = []  # (field, ground-truth surface points): the confidence is fitted at the chosen level
     for sc in synth.scene_dirs(data)[:scenes]:
         vs = read_views_dir(sc / "views")
         gt = synth.load_gt(sc)["mesh"]
@@ -37,14 +59,24 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = 12, s
             for lv in LEVELS:
                 e = evaluate(m.mesh(fd, lv)[0], gt, n=5000)
                 scores[lv].append(0.5 * (e["fscore_10mm"] + e["iou"]))
+            cases.append((fd, sample_surface(gt, 20000, 0)))
     means = {lv: float(np.mean(v)) for lv, v in scores.items()}
     best = max(means, key=lambda lv: means[lv])
+
+    sigmas, hits = [], []
+    for fd, gt_points in cases:
+        mesh, sigma, measured = m.mesh_and_sigma(fd, best)
+        err, _ = cKDTree(gt_points).query(mesh.vertices[~measured])
+        sigmas.append(sigma[~measured])
+        hits.append(err <= TOL_M)
+    confidence = fit_confidence(np.concatenate(sigmas), np.concatenate(hits))
+
     model = load_weights(weights)
     meta = weights_meta(weights)
-    meta.update({"level": best, "calibration": {"scenes": scenes, "seed": seed, "split": "train",
-                                                "score_by_level": means}})
+    meta.update({"level": best, "confidence": confidence,
+                 "calibration": {"scenes": scenes, "seed": seed, "split": "train", "score_by_level": means}})
     save_weights(model, weights, meta)
-    return {"level": best, "score_by_level": means}
+    return {"level": best, "score_by_level": means, "confidence": confidence}
 
 
 if __name__ == "__main__":

@@ -104,11 +104,36 @@ def confidence_calibration_error(vertices: np.ndarray, confidence: np.ndarray, g
     if inferred.sum() < min_count:
         return float("nan")
     err, _ = cKDTree(gt_points).query(vertices[inferred])
-    c, hit = confidence[inferred].astype(np.float64), (err <= tol_m).astype(np.float64)
+    return expected_calibration_error(confidence[inferred], err <= tol_m, bins)
+
+
+def expected_calibration_error(confidence: np.ndarray, hit: np.ndarray, bins: int = 10) -> float:
+    """The count-weighted mean over equal-width confidence bins of |mean confidence - fraction of
+    hits| (confidence in [0, 1], hit bool, same length)."""
+    return ece_from_bins(calibration_bins(confidence, hit, bins))
+
+
+def calibration_bins(confidence: np.ndarray, hit: np.ndarray, bins: int = 10) -> np.ndarray:
+    """(3, bins): per equal-width confidence bin, the count, the sum of confidences and the number
+    of hits; sums of these over objects give the calibration over all their vertices."""
+    c, hit = np.asarray(confidence, np.float64), np.asarray(hit, np.float64)
     b = np.minimum((c * bins).astype(int), bins - 1)
-    n = np.bincount(b, minlength=bins)
-    gap = np.abs(np.bincount(b, c, bins) - np.bincount(b, hit, bins))  # per bin: n * |mean c - mean hit|
-    return float(gap.sum() / n.sum())
+    return np.stack([np.bincount(b, minlength=bins), np.bincount(b, c, bins), np.bincount(b, hit, bins)]).astype(float)
+
+
+def ece_from_bins(sums: np.ndarray) -> float:
+    n, c, hit = np.asarray(sums, float)
+    return float(np.abs(c - hit).sum() / n.sum())  # per bin: n * |mean c - mean hit|
+
+
+def confidence_bins(vertices: np.ndarray, confidence: np.ndarray, gt_points: np.ndarray, tol_m: float = 0.005,
+                    bins: int = 10) -> np.ndarray:
+    """calibration_bins of the inferred vertices (confidence < 1) against being within tol_m of the truth."""
+    inferred = confidence < 1.0
+    if not inferred.any():
+        return np.zeros((3, bins))
+    err, _ = cKDTree(gt_points).query(vertices[inferred])
+    return calibration_bins(confidence[inferred], err <= tol_m, bins)
 
 
 def evaluate(pred: trimesh.Trimesh, gt: trimesh.Trimesh, gt_seen: np.ndarray | None = None,

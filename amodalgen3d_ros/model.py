@@ -528,6 +528,10 @@ class LearnedMethod:
         # the occupancy level of the surface: calibrated on validation scenes (not the benchmark's)
         # and stored in the weights' metadata by `amodalgen3d calibrate`; 0.5 if absent
         self.level = level if level is not None else weights_meta(weights).get("level", 0.5)
+        # how the field's slope becomes P(surface within 5 mm): fitted by the same command (the
+        # slope alone over-states the surface's sharpness after short training); identity if absent
+        conf = weights_meta(weights).get("confidence", {})
+        self.sigma_scale, self.sigma_floor_m = conf.get("sigma_scale", 1.0), conf.get("sigma_floor_m", 0.0)
         self.backend = make_backend(backend, self.model, onnx_dir, threads or 0, file_sha256(weights), engine_cache_dir,
                                     precision, force_rebuild)
         self.steps, self.samples, self.seed, self.guidance = steps, samples, seed, guidance
@@ -591,6 +595,14 @@ class LearnedMethod:
 
     def mesh(self, fd: dict, level: float):
         """Closed mesh (output frame) and per-vertex confidence at a surface level."""
+        mesh, sigma, measured = self.mesh_and_sigma(fd, level)
+        conf = confidence_from_sigma(sigma, self.sigma_scale, self.sigma_floor_m)
+        conf = np.where(measured, 1.0, conf)  # measured surface
+        return mesh, np.clip(conf, 0, 1).astype(np.float32)
+
+    def mesh_and_sigma(self, fd: dict, level: float):
+        """Closed mesh (output frame), each vertex's surface std read from the field's slope
+        (surface_sigma, metres) and whether it lies on measured surface."""
 
         from .geometry import transform
         from .surface import mesh_from_field
@@ -603,36 +615,50 @@ class LearnedMethod:
             mesh = mesh_from_field(np.where(band, field, 0.0), grid, level)
         ijk, _ = grid.index_of(mesh.vertices)
         ijk = np.clip(ijk, 0, grid.shape[0] - 1)
-        conf = surface_confidence(field, grid, mesh.vertices)
-        conf = np.where(band[ijk[:, 0], ijk[:, 1], ijk[:, 2]], 1.0, conf)  # measured surface
+        sigma = surface_sigma(field, grid, mesh.vertices)
+        measured = band[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
         mesh.vertices = transform(fd["mi"].T_out_cube, mesh.vertices)
-        return mesh, np.clip(conf, 0, 1).astype(np.float32)
+        return mesh, sigma, measured
 
     def __call__(self, obs):
         return self.mesh(self.field(obs), self.level)
 
 
-def surface_confidence(field: np.ndarray, grid, vertices: np.ndarray, tol_m: float = 0.005) -> np.ndarray:
-    """Per vertex, the probability that the surface lies within ``tol_m`` of it, read from how
-    sharply the mean occupancy over the samples crosses the level there.
+def surface_sigma(field: np.ndarray, grid, vertices: np.ndarray) -> np.ndarray:
+    """Per vertex, the std (metres) of the surface's offset along its normal, read from how sharply
+    the mean occupancy over the samples crosses the level there.
 
     Samples that agree on where the surface is average to a step; where they disagree (or each is
     unsure), to a ramp. If the surface's offset along the normal is normal with std sigma, the
     mean occupancy is its CDF, whose slope at the surface is 1 / (sigma sqrt(2 pi)); so sigma =
-    1 / (sqrt(2 pi) |grad p|) and P(|offset| <= tol) = erf(tol / (sigma sqrt 2)). (Held-out
-    benchmark: this ranks the generator's inferred vertices' errors with AUROC 0.70 / 0.72 / 0.72 at
-    1 / 2 / 4 views, where the samples' per-voxel spread did not rank them at all, 0.53 / 0.47 /
-    0.42. The reference's probability, read the same way, ranks its own as well, 0.69 / 0.73 /
-    0.73: it is used for both.)
+    1 / (sqrt(2 pi) |grad p|). (Held-out benchmark: the confidence read from it ranks the
+    generator's inferred vertices' errors with AUROC 0.70 / 0.72 / 0.72 at 1 / 2 / 4 views, where
+    the samples' per-voxel spread did not rank them at all, 0.53 / 0.47 / 0.42. The reference's
+    probability, read the same way, ranks its own as well, 0.69 / 0.73 / 0.73: it is used for both.)
     """
     from scipy import ndimage
-    from scipy.special import erf
 
     idx = ((vertices - grid.origin) / grid.voxel_m - 0.5).T  # voxel centres at (i + 0.5) * voxel
     grad = np.gradient(field.astype(np.float32), grid.voxel_m)  # per metre
     slope = np.sqrt(sum(ndimage.map_coordinates(g, idx, order=1, mode="nearest") ** 2 for g in grad))
-    sigma = 1.0 / (np.sqrt(2 * np.pi) * np.maximum(slope, 1e-6))
-    return erf(tol_m / (sigma * np.sqrt(2)))
+    return 1.0 / (np.sqrt(2 * np.pi) * np.maximum(slope, 1e-6))
+
+
+def confidence_from_sigma(sigma: np.ndarray, scale: float = 1.0, floor_m: float = 0.0,
+                          tol_m: float = 0.005) -> np.ndarray:
+    """P(|offset| <= tol) = erf(tol / (s sqrt 2)) for an offset with std s = sqrt((scale sigma)^2 +
+    floor^2): scale and floor are fitted on validation scenes (calibrate.py); a floor stands for
+    the error no slope shows (the grid, the smoothing, a confidently wrong network)."""
+    from scipy.special import erf
+
+    s = np.sqrt((scale * sigma) ** 2 + floor_m ** 2)
+    return erf(tol_m / (np.maximum(s, 1e-9) * np.sqrt(2)))
+
+
+def surface_confidence(field: np.ndarray, grid, vertices: np.ndarray, tol_m: float = 0.005) -> np.ndarray:
+    """Per vertex, the probability that the surface lies within ``tol_m`` of it (uncalibrated:
+    surface_sigma read as is)."""
+    return confidence_from_sigma(surface_sigma(field, grid, vertices), tol_m=tol_m)
 
 
 def upsample_linear(x: np.ndarray, factor: float) -> np.ndarray:

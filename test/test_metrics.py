@@ -73,3 +73,21 @@ def test_confidence_calibration_error():
     # confident where right and doubtful where wrong, each exactly: calibrated too
     assert confidence_calibration_error(v, np.r_[np.full(60, 0.999), np.full(40, 0.0)], gt) < 0.01
     assert np.isnan(confidence_calibration_error(v, np.ones(100), gt))  # nothing inferred
+
+
+def test_pooled_calibration_bins_add_up_over_objects():
+    """Two objects, each miscalibrated the opposite way, pool to their common vertices' ECE, not to
+    the mean of their own (the bench quotes both)."""
+    from amodalgen3d_ros.metrics import (calibration_bins, confidence_bins, ece_from_bins,
+                                         expected_calibration_error)
+
+    v, gt = plane_and_vertices(60, 40)
+    a = confidence_bins(v, np.full(100, 0.6), gt)
+    assert a.shape == (3, 10) and a[0].sum() == 100 and a[2].sum() == 60
+    assert ece_from_bins(a) < 1e-9
+    c1, h1 = np.full(50, 0.75), np.r_[np.ones(25), np.zeros(25)]
+    c2, h2 = np.full(50, 0.75), np.ones(50)
+    pooled = ece_from_bins(calibration_bins(c1, h1) + calibration_bins(c2, h2))
+    assert abs(pooled - 0.0) < 1e-9  # 75 % of the 100 vertices are hits
+    assert abs(0.5 * (expected_calibration_error(c1, h1) + expected_calibration_error(c2, h2)) - 0.25) < 1e-9
+    assert confidence_bins(v, np.ones(100), gt).sum() == 0  # measured surface is left out

@@ -134,6 +134,32 @@ def test_surface_confidence_reads_the_ramp_width():
     assert got[0] > got[1] + 0.2
 
 
+def test_confidence_fit_recovers_a_known_miscalibration():
+    """Vertices whose true offsets are normal with twice the std the slope says, plus a 2 mm
+    floor: the fit finds scale and floor near those, and its confidence is calibrated where the
+    slope's was not."""
+    from amodalgen3d_ros.calibrate import fit_confidence
+
+    rng = np.random.default_rng(0)
+    sigma = rng.uniform(0.001, 0.012, 20000)
+    offset = rng.normal(size=sigma.shape) * np.sqrt((2 * sigma) ** 2 + 0.002 ** 2)
+    fit = fit_confidence(sigma, np.abs(offset) <= 0.005)
+    assert 1.7 < fit["sigma_scale"] < 2.3 and fit["sigma_floor_m"] <= 0.004
+    assert fit["ece_after"] < 0.02 < 0.1 < fit["ece_before"]
+
+
+def test_calibrated_confidence_travels_in_the_weights(tmp_path):
+    conf = {"sigma_scale": 2.0, "sigma_floor_m": 0.003}
+    M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "w.safetensors", {"confidence": conf})
+    m = M.LearnedMethod(tmp_path / "w.safetensors")
+    assert (m.sigma_scale, m.sigma_floor_m) == (2.0, 0.003)
+    sigma = np.array([0.001, 0.004])
+    want = M.confidence_from_sigma(np.sqrt((2 * sigma) ** 2 + 0.003 ** 2))
+    np.testing.assert_allclose(M.confidence_from_sigma(sigma, 2.0, 0.003), want)
+    M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "v.safetensors")
+    assert (M.LearnedMethod(tmp_path / "v.safetensors").sigma_scale, M.LearnedMethod(tmp_path / "v.safetensors").sigma_floor_m) == (1.0, 0.0)
+
+
 def test_old_weights_without_predict_load_as_velocity(tmp_path):
     """Weights saved before the predict field existed still load, as velocity predictors."""
     import json
