@@ -118,10 +118,33 @@ def bench_scene(args: tuple) -> list[dict]:
                     row["confidence_bins"] = confidence_bins(np.asarray(rec.mesh.vertices), rec.vertex_confidence,
                                                              pts).tolist()
                 row["n_views_used"] = rec.n_views_used
+                if rec.hypotheses:
+                    row.update(hypothesis_metrics(rec.hypotheses, g, seen, pts))
             except Exception as e:  # a failure is a result too: counted, not hidden
                 row["error"] = f"{e.__class__.__name__}: {e}"
             rows.append(row)
     return rows
+
+
+HYPOTHESIS_METRICS = ["chamfer_best_hypothesis_mm", "chamfer_hypothesis_mean_mm", "completeness_unseen_best_hypothesis_mm",
+                      "hypotheses_spread_mm"]
+
+
+def hypothesis_metrics(hypotheses: list, gt_mesh, seen: np.ndarray, gt_points: np.ndarray) -> dict:
+    """What a generator's several samples cover: the best one's Chamfer and unseen completeness (an
+    oracle's pick, the usual measure of multi-hypothesis completion), their mean, and how far apart
+    they are (mean Chamfer between pairs, mm)."""
+    from scipy.spatial import cKDTree
+
+    ev = [evaluate(h, gt_mesh, seen, gt_points) for h in hypotheses]
+    pts = [sample_surface(h, 5000, seed=3) for h in hypotheses]
+    pairs = [0.5 * (cKDTree(pts[j]).query(pts[i])[0].mean() + cKDTree(pts[i]).query(pts[j])[0].mean()) * 1000
+             for i in range(len(pts)) for j in range(i + 1, len(pts))]
+    return {"hypotheses": len(hypotheses),
+            "chamfer_best_hypothesis_mm": min(e["chamfer_l1_mm"] for e in ev),
+            "chamfer_hypothesis_mean_mm": float(np.mean([e["chamfer_l1_mm"] for e in ev])),
+            "completeness_unseen_best_hypothesis_mm": float(np.nanmin([e.get("completeness_unseen_mm", np.nan) for e in ev])),
+            "hypotheses_spread_mm": float(np.mean(pairs)) if pairs else 0.0}
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -137,7 +160,8 @@ def summarize(rows: list[dict]) -> dict:
             if not sel:
                 continue
             stats: dict = {"n": len(sel)}
-            for k in MAIN_METRICS + ["accuracy_mm", "completeness_mm", "watertight", "confidence_auroc", "confidence_ece"]:
+            for k in MAIN_METRICS + ["accuracy_mm", "completeness_mm", "watertight", "confidence_auroc", "confidence_ece",
+                                     *HYPOTHESIS_METRICS]:
                 vals = np.array([float(r[k]) for r in sel if k in r and r[k] is not None], float)
                 vals = vals[np.isfinite(vals)]
                 if len(vals):
@@ -182,6 +206,15 @@ def markdown(summary: dict, title: str) -> str:
         for key, p in pooled.items():
             n, m = key.split("/")
             lines.append(f"| {n} | {m} | {p['vertices']} | {p['mean_confidence']:.3f} | {p['hit_rate']:.3f} | {p['ece']:.3f} |")
+    hyp = {k: st for k, st in summary["by_views"].items() if "chamfer_best_hypothesis_mm" in st}
+    if hyp:
+        lines += ["", "### Hypotheses (the generator's samples as meshes)", "",
+                  "best: the sample nearest the truth (an oracle's pick); spread: mean Chamfer between two samples", "",
+                  "| views | method | chamfer_l1_mm | " + " | ".join(HYPOTHESIS_METRICS) + " |", "|---|---|---|---|---|---|---|"]
+        for key, st in hyp.items():
+            n, m = key.split("/")
+            lines.append(f"| {n} | {m} | {st['chamfer_l1_mm']['mean']:.3g} | "
+                         + " | ".join(f"{st[c]['mean']:.3g}" if c in st else "-" for c in HYPOTHESIS_METRICS) + " |")
     lines += ["", "### By occlusion band (mean over the used views' hidden share)", "",
               "| views | method | band | n | chamfer_l1_mm | fscore_5mm | fscore_10mm | iou | chamfer_unseen_mm |",
               "|---|---|---|---|---|---|---|---|---|"]

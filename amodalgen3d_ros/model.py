@@ -510,7 +510,7 @@ class LearnedMethod:
                  guidance: float = 1.0, fine_res: int = 64, threads: int | None = None, backend: str = "torch",
                  onnx_dir: str | Path | None = None, engine_cache_dir: str | Path | None = None,
                  precision: str = "fp16", force_rebuild: bool = False, hull_residual: bool = True,
-                 level: float | None = None, prior_weights: str | Path | None = None):
+                 level: float | None = None, prior_weights: str | Path | None = None, hypotheses: int = 0):
         from .backends import file_sha256, make_backend, make_prior_runner
 
         self.hull_residual = hull_residual
@@ -535,6 +535,8 @@ class LearnedMethod:
         self.backend = make_backend(backend, self.model, onnx_dir, threads or 0, file_sha256(weights), engine_cache_dir,
                                     precision, force_rebuild)
         self.steps, self.samples, self.seed, self.guidance = steps, samples, seed, guidance
+        # the generator's own samples as meshes too (each its own plausible completion), at most K
+        self.hypotheses = min(hypotheses, samples) if self.model.cfg.mode == "flow" else 0
         self.fine_res = fine_res
         self.threads = threads
         self.fcfg = FeatureConfig(res=self.model.cfg.res, crop=self.model.cfg.crop, max_views=self.model.cfg.max_views,
@@ -542,6 +544,12 @@ class LearnedMethod:
 
     def occupancy(self, mi: ModelInputs) -> tuple[np.ndarray, np.ndarray]:
         """Mean occupancy probability and its spread over samples, both (R, R, R) float32."""
+        mean, each = self.occupancy_samples(mi)
+        return mean, each.std(0)
+
+    def occupancy_samples(self, mi: ModelInputs) -> tuple[np.ndarray, np.ndarray]:
+        """Mean occupancy probability (R, R, R) and each sample's own (K, R, R, R) (the
+        reference: its one prediction, K = 1)."""
         if self.threads:
             torch.set_num_threads(self.threads)
         geo, views, tau, valid = to_batch(mi)
@@ -558,11 +566,11 @@ class LearnedMethod:
                     # views against 5.54 / 5.00 / 4.03 from the last step alone)
                     occ = np.clip((z.numpy() + 1) * 0.5, 0, 1)
                     first = np.clip((x0_first.numpy() + 1) * 0.5, 0, 1)
-                    return 0.5 * (occ.mean(0) + first.mean(0)), occ.std(0)
+                    return 0.5 * (occ.mean(0) + first.mean(0)), occ
                 occ = (z.numpy() > 0).astype(np.float32)
-                return occ.mean(0), occ.std(0)
-            p = torch.sigmoid(self.model(torch.zeros(1, 1, *geo.shape[2:]), torch.zeros(1), geo, views, tau, valid))[0, 0]
-            return p.numpy(), np.zeros_like(p.numpy())
+                return occ.mean(0), occ
+            p = torch.sigmoid(self.model(torch.zeros(1, 1, *geo.shape[2:]), torch.zeros(1), geo, views, tau, valid))[0]
+            return p[0].numpy(), p.numpy()
 
     def field(self, obs) -> dict:
         """The fine occupancy field in the cube (before the surface level is applied)."""
@@ -571,27 +579,33 @@ class LearnedMethod:
         from .observation import ray_evidence
 
         mi = model_inputs(obs, self.fcfg, prior=self.prior)
-        prob, _ = self.occupancy(mi)  # confidence is read from prob's slope (surface_confidence)
+        prob, each = self.occupancy_samples(mi)  # confidence is read from prob's slope (surface_sigma)
         R, Rf = prob.shape[0], self.fine_res
-        # coarse -> fine by trilinear interpolation of the probability (voxel centres aligned)
         f = Rf / R
-        fine = upsample_linear(prob, f)
         grid = mi.grid(Rf)
         cobs = in_frame(obs, mi.T_out_cube)
         ev = ray_evidence(cobs, grid, trunc_m=2 * grid.voxel_m)
-        field = fine.copy()
-        if self.hull_residual and "support_hull" in GEO_CHANNELS:
-            # The network sees the hull on its coarse grid and predicts where to depart from it;
-            # apply that departure to the exact hull on the fine grid, so where the network keeps
-            # the hull its faces stay exact (a 32^3 voxel is ~1 cm), and concavities, handles and
-            # hidden extents still come from the network.
+        band = ~np.isnan(ev.tsdf)
+        use_hull = self.hull_residual and "support_hull" in GEO_CHANNELS
+        if use_hull:
             hull_fine = hull_field(cobs, grid)
             hull_coarse = upsample_linear(mi.geo[GEO_CHANNELS.index("support_hull")], f)
-            field = np.clip(hull_fine + (fine - hull_coarse), 0.0, 1.0)
-        band = ~np.isnan(ev.tsdf)
-        field[(ev.free > 0) & ~band] = 0.0  # seen empty
-        field[ev.below_plane] = 0.0
-        return {"field": field, "tsdf": ev.tsdf, "band": band, "grid": grid, "mi": mi}
+
+        def complete(p: np.ndarray) -> np.ndarray:
+            # coarse -> fine by trilinear interpolation of the probability (voxel centres aligned)
+            fine = upsample_linear(p, f)
+            if use_hull:
+                # The network sees the hull on its coarse grid and predicts where to depart from it;
+                # apply that departure to the exact hull on the fine grid, so where the network keeps
+                # the hull its faces stay exact (a 32^3 voxel is ~1 cm), and concavities, handles and
+                # hidden extents still come from the network.
+                fine = np.clip(hull_fine + (fine - hull_coarse), 0.0, 1.0)
+            fine[(ev.free > 0) & ~band] = 0.0  # seen empty
+            fine[ev.below_plane] = 0.0
+            return fine
+
+        return {"field": complete(prob), "tsdf": ev.tsdf, "band": band, "grid": grid, "mi": mi,
+                "hypotheses": [complete(p) for p in each[: self.hypotheses]]}
 
     def mesh(self, fd: dict, level: float):
         """Closed mesh (output frame) and per-vertex confidence at a surface level."""
@@ -621,7 +635,13 @@ class LearnedMethod:
         return mesh, sigma, measured
 
     def __call__(self, obs):
-        return self.mesh(self.field(obs), self.level)
+        """(mesh, per-vertex confidence), and with hypotheses > 0 also the first K samples' meshes
+        (each through the same agreement with what was seen, confidence not read for them)."""
+        fd = self.field(obs)
+        mesh, conf = self.mesh(fd, self.level)
+        if not self.hypotheses:
+            return mesh, conf
+        return mesh, conf, [self.mesh({**fd, "field": h}, self.level)[0] for h in fd["hypotheses"]]
 
 
 def surface_sigma(field: np.ndarray, grid, vertices: np.ndarray) -> np.ndarray:

@@ -42,6 +42,8 @@ class Reconstruction:
     vertex_confidence: np.ndarray
     vertex_colors: np.ndarray
     registration: list[dict] = field(default_factory=list)
+    # the generator's samples as meshes (same frame), when asked for ("amodalgen3d?hypotheses=K")
+    hypotheses: list[trimesh.Trimesh] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {"track_id": self.track_id, "n_views_used": self.n_views_used, "frame": self.frame,
@@ -50,7 +52,7 @@ class Reconstruction:
                 "n_vertices": int(len(self.mesh.vertices)), "n_faces": int(len(self.mesh.faces)),
                 "watertight": bool(self.mesh.is_watertight),
                 "vertex_confidence": [round(float(c), 3) for c in self.vertex_confidence],
-                "registration": self.registration}
+                "registration": self.registration, "hypotheses": len(self.hypotheses)}
 
 
 MethodFn = Callable[[Observation], "trimesh.Trimesh | tuple[trimesh.Trimesh, np.ndarray]"]
@@ -86,15 +88,16 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
         name = "amodalgen3d" if "amodalgen3d" in methods else "support_hull"
     if "@" in name or "?" in name:
         # a learned method with other weights or sampler options (benchmarks, ablations):
-        # "amodalgen3d@runs/x/flow.safetensors", "amodalgen3d?steps=4&samples=2"
+        # "amodalgen3d@runs/x/flow.safetensors", "amodalgen3d?steps=4&samples=2", "amodalgen3d?hypotheses=4"
         head, _, query = name.partition("?")
         base, _, weights = head.partition("@")
         try:
             opts = {k: int(v) for k, v in (kv.split("=") for kv in query.split("&") if kv)}
         except ValueError:
             opts = {"": 0}
-        if base not in methods or (weights and not Path(weights).is_file()) or not set(opts) <= {"steps", "samples"}:
-            raise ViewsFormatError(f"'{name}': expected LEARNED_METHOD[@WEIGHTS_FILE][?steps=N&samples=K]")
+        if (base not in methods or (weights and not Path(weights).is_file())
+                or not set(opts) <= {"steps", "samples", "hypotheses"}):
+            raise ViewsFormatError(f"'{name}': expected LEARNED_METHOD[@WEIGHTS_FILE][?steps=N&samples=K&hypotheses=H]")
         from .model import learned_method
 
         return name, lambda obs: learned_method(base, weights or None, **opts)(obs)
@@ -110,7 +113,8 @@ def reconstruct(views: list[View], target_id: int, method: str | tuple[str, Meth
     t0 = time.perf_counter()
     obs = observe(views, target_id, seed=seed, poses=poses)
     out = fn(obs)
-    mesh, conf = out if isinstance(out, tuple) else (out, None)
+    out = out if isinstance(out, tuple) else (out, None)
+    mesh, conf, hypotheses = out[0], out[1], (out[2] if len(out) > 2 else [])
     conf, colors = colorize(mesh, obs, conf)
     mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.c_[colors, np.full(len(colors), 255, np.uint8)])
     regs = []
@@ -120,7 +124,7 @@ def reconstruct(views: list[View], target_id: int, method: str | tuple[str, Meth
         else:
             regs.append({"view": i, "registered": r.ok, "fitness": round(r.fitness, 3), "reason": r.reason})
     return Reconstruction(mesh, obs.frame, target_id, name, len(obs.used_views()),
-                          obs.fused.visible_fraction, time.perf_counter() - t0, conf, colors, regs)
+                          obs.fused.visible_fraction, time.perf_counter() - t0, conf, colors, regs, hypotheses)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -147,6 +151,9 @@ def save(rec: Reconstruction, path: str | Path) -> tuple[Path, Path]:
         raise ViewsFormatError(f"{path}: output must end in .ply, .obj or .glb")
     data = rec.mesh.export(file_type=suffix)
     write_atomic(path, data if isinstance(data, bytes) else data.encode())
+    for k, h in enumerate(rec.hypotheses):  # mesh.ply -> mesh.hypothesis_0.ply, ...
+        data = h.export(file_type=suffix)
+        write_atomic(path.with_suffix(f".hypothesis_{k}.{suffix}"), data if isinstance(data, bytes) else data.encode())
     jpath = path.with_suffix(".json")
     write_atomic(jpath, json.dumps(rec.summary(), indent=1).encode())
     return path, jpath
