@@ -562,7 +562,7 @@ class LearnedMethod:
                     # each sample ends on its predicted clean shape, a soft occupancy: kept soft
                     # (validation scenes, step 1500: 5.85 vs 5.95 mm Chamfer at 1 view against
                     # thresholding), and averaged with the first step's estimates of the mean shape
-                    # (24 validation scenes, shipped weights: 5.41 / 4.89 / 3.73 mm Chamfer at 1 / 2 / 4
+                    # (24 validation scenes, the 4000-step weights: 5.41 / 4.89 / 3.73 mm Chamfer at 1 / 2 / 4
                     # views against 5.54 / 5.00 / 4.03 from the last step alone)
                     occ = np.clip((z.numpy() + 1) * 0.5, 0, 1)
                     first = np.clip((x0_first.numpy() + 1) * 0.5, 0, 1)
@@ -652,9 +652,10 @@ def surface_sigma(field: np.ndarray, grid, vertices: np.ndarray) -> np.ndarray:
     unsure), to a ramp. If the surface's offset along the normal is normal with std sigma, the
     mean occupancy is its CDF, whose slope at the surface is 1 / (sigma sqrt(2 pi)); so sigma =
     1 / (sqrt(2 pi) |grad p|). (Held-out benchmark: the confidence read from it ranks the
-    generator's inferred vertices' errors with AUROC 0.70 / 0.72 / 0.72 at 1 / 2 / 4 views, where
-    the samples' per-voxel spread did not rank them at all, 0.53 / 0.47 / 0.42. The reference's
-    probability, read the same way, ranks its own as well, 0.69 / 0.73 / 0.73: it is used for both.)
+    generator's inferred vertices' errors with AUROC 0.70 / 0.73 / 0.73 at 1 / 2 / 4 views, where
+    the samples' per-voxel spread did not rank them at all, 0.53 / 0.47 / 0.42 at step 4000. The
+    reference's probability, read the same way, ranks its own as well, 0.70 / 0.73 / 0.73: it is
+    used for both.)
     """
     from scipy import ndimage
 
