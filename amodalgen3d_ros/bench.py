@@ -19,8 +19,15 @@ import numpy as np
 
 from . import synth
 from .geometry import invert, resolve_poses, rotation_error_deg
-from .metrics import (confidence_auroc, confidence_bins, confidence_calibration_error, ece_from_bins, evaluate,
-                      sample_surface, seen_mask)
+from .metrics import (
+    confidence_auroc,
+    confidence_bins,
+    confidence_calibration_error,
+    ece_from_bins,
+    evaluate,
+    sample_surface,
+    seen_mask,
+)
 from .reconstruct import reconstruct
 from .views import View, read_views_dir
 

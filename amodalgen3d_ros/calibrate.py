@@ -36,8 +36,8 @@ def fit_confidence(sigma: np.ndarray, hit: np.ndarray) -> dict:
     """The (scale, floor) of confidence_from_sigma with the least Brier score on these vertices
     (sigma in metres, hit: within 5 mm of the truth), with the ECE before and after."""
     hit = hit.astype(np.float64)
-    best = min(((float(np.mean((confidence_from_sigma(sigma, s, f, TOL_M) - hit) ** 2)), s, f)
-                for s in SIGMA_SCALES for f in SIGMA_FLOORS_M))
+    best = min((float(np.mean((confidence_from_sigma(sigma, s, f, TOL_M) - hit) ** 2)), s, f)
+                for s in SIGMA_SCALES for f in SIGMA_FLOORS_M)
     brier, s, f = best
     return {"sigma_scale": s, "sigma_floor_m": f, "brier": round(brier, 4), "vertices": int(len(hit)),
             "hit_rate": round(float(hit.mean()), 4),

@@ -78,8 +78,7 @@ def test_confidence_calibration_error():
 def test_pooled_calibration_bins_add_up_over_objects():
     """Two objects, each miscalibrated the opposite way, pool to their common vertices' ECE, not to
     the mean of their own (the bench quotes both)."""
-    from amodalgen3d_ros.metrics import (calibration_bins, confidence_bins, ece_from_bins,
-                                         expected_calibration_error)
+    from amodalgen3d_ros.metrics import calibration_bins, confidence_bins, ece_from_bins, expected_calibration_error
 
     v, gt = plane_and_vertices(60, 40)
     a = confidence_bins(v, np.full(100, 0.6), gt)

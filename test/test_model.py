@@ -157,7 +157,8 @@ def test_calibrated_confidence_travels_in_the_weights(tmp_path):
     want = M.confidence_from_sigma(np.sqrt((2 * sigma) ** 2 + 0.003 ** 2))
     np.testing.assert_allclose(M.confidence_from_sigma(sigma, 2.0, 0.003), want)
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "v.safetensors")
-    assert (M.LearnedMethod(tmp_path / "v.safetensors").sigma_scale, M.LearnedMethod(tmp_path / "v.safetensors").sigma_floor_m) == (1.0, 0.0)
+    plain = M.LearnedMethod(tmp_path / "v.safetensors")
+    assert (plain.sigma_scale, plain.sigma_floor_m) == (1.0, 0.0)
 
 
 def test_old_weights_without_predict_load_as_velocity(tmp_path):
