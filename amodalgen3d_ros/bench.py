@@ -121,7 +121,7 @@ def bench_scene(args: tuple) -> list[dict]:
                 row["confidence_auroc"] = confidence_auroc(np.asarray(rec.mesh.vertices), rec.vertex_confidence, pts)
                 row["confidence_ece"] = confidence_calibration_error(np.asarray(rec.mesh.vertices),
                                                                      rec.vertex_confidence, pts)
-                if row["confidence_ece"] == row["confidence_ece"]:  # not NaN: some vertices were inferred
+                if np.isfinite(row["confidence_ece"]):  # some vertices were inferred
                     row["confidence_bins"] = confidence_bins(np.asarray(rec.mesh.vertices), rec.vertex_confidence,
                                                              pts).tolist()
                 row["n_views_used"] = rec.n_views_used

@@ -676,12 +676,6 @@ def confidence_from_sigma(sigma: np.ndarray, scale: float = 1.0, floor_m: float 
     return erf(tol_m / (np.maximum(s, 1e-9) * np.sqrt(2)))
 
 
-def surface_confidence(field: np.ndarray, grid, vertices: np.ndarray, tol_m: float = 0.005) -> np.ndarray:
-    """Per vertex, the probability that the surface lies within ``tol_m`` of it (uncalibrated:
-    surface_sigma read as is)."""
-    return confidence_from_sigma(surface_sigma(field, grid, vertices), tol_m=tol_m)
-
-
 def upsample_linear(x: np.ndarray, factor: float) -> np.ndarray:
     """ndimage.zoom(x, factor, order=1, mode="nearest", grid_mode=True), written out for the
     factor 2 (each fine centre is 3:1 between its two nearest coarse ones): half the time."""

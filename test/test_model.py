@@ -128,7 +128,7 @@ def test_surface_confidence_reads_the_ramp_width():
     got = []
     for sigma in (0.006, 0.015):  # ramps a few voxels wide (a narrower one is blurred by the grid)
         field = np.broadcast_to(norm.cdf((0.064 - x) / sigma)[:, None, None], (64, 64, 64)).copy()
-        conf = M.surface_confidence(field, grid, verts)
+        conf = M.confidence_from_sigma(M.surface_sigma(field, grid, verts))
         np.testing.assert_allclose(conf, erf(0.005 / (sigma * np.sqrt(2))), rtol=0.03)
         got.append(conf[0])
     assert got[0] > got[1] + 0.2
