@@ -100,11 +100,9 @@ def confidence_calibration_error(vertices: np.ndarray, confidence: np.ndarray, g
     truth), on the inferred vertices (confidence < 1): the count-weighted mean over equal-width
     confidence bins of |mean confidence - fraction within tol|. 0 is calibrated; NaN when fewer
     than ``min_count`` vertices were inferred."""
-    inferred = confidence < 1.0
-    if inferred.sum() < min_count:
+    if (confidence < 1.0).sum() < min_count:
         return float("nan")
-    err, _ = cKDTree(gt_points).query(vertices[inferred])
-    return expected_calibration_error(confidence[inferred], err <= tol_m, bins)
+    return ece_from_bins(confidence_bins(vertices, confidence, gt_points, tol_m, bins))
 
 
 def expected_calibration_error(confidence: np.ndarray, hit: np.ndarray, bins: int = 10) -> float:

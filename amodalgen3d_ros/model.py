@@ -542,11 +542,6 @@ class LearnedMethod:
         self.fcfg = FeatureConfig(res=self.model.cfg.res, crop=self.model.cfg.crop, max_views=self.model.cfg.max_views,
                                   amodal_prior=self.model.cfg.amodal_prior)
 
-    def occupancy(self, mi: ModelInputs) -> tuple[np.ndarray, np.ndarray]:
-        """Mean occupancy probability and its spread over samples, both (R, R, R) float32."""
-        mean, each = self.occupancy_samples(mi)
-        return mean, each.std(0)
-
     def occupancy_samples(self, mi: ModelInputs) -> tuple[np.ndarray, np.ndarray]:
         """Mean occupancy probability (R, R, R) and each sample's own (K, R, R, R) (the
         reference: its one prediction, K = 1)."""

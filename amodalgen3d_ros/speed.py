@@ -56,7 +56,7 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
                     t_all.append(t2 - t0)
                     mi = model_inputs(obs, m.fcfg, prior=m.prior)
                     t3 = time.perf_counter()
-                    m.occupancy(mi)  # the networks alone: encoder and every sampling step
+                    m.occupancy_samples(mi)  # the networks alone: encoder and every sampling step
                     t_net.append(time.perf_counter() - t3)
                     if prior_x is not None and m.prior is not None:  # the 2D amodal prior's network on every view
                         t4 = time.perf_counter()

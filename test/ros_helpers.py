@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from amodalgen3d_ros.ros.peer import stop_process
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -21,10 +23,7 @@ def start_node(params: dict, tmp: Path, name: str = "node") -> subprocess.Popen:
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
 
 
-def stop_node(p: subprocess.Popen, timeout: float = 10.0) -> int | None:
-    from amodalgen3d_ros.ros.peer import stop_process
-
-    return stop_process(p, timeout)
+stop_node = stop_process  # Ctrl-C, then kill: the same as the benches and replay
 
 
 def wait_for(cond, timeout_s: float, spin, period: float = 0.05) -> bool:

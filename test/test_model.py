@@ -213,7 +213,7 @@ def test_learned_method_gives_a_closed_mesh(tmp_path, scene0, predict):
     mesh, conf = method(obs)
     assert mesh.is_watertight and mesh.volume > 0 and len(conf) == len(mesh.vertices)
     assert np.linalg.norm(mesh.centroid - scene0.target_mesh.centroid) < 0.1
-    prob, spread = method.occupancy(model_inputs(obs, method.fcfg, prior=method.prior))
+    prob, _ = method.occupancy_samples(model_inputs(obs, method.fcfg, prior=method.prior))
     levels = np.unique(prob)
     if predict == "x0":  # soft: the samples' predicted clean shapes are averaged, not thresholded
         assert len(levels) > 3
