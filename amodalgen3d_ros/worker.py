@@ -37,7 +37,7 @@ class MethodSpec:
 
     name: str = "auto"
     weights: str = ""
-    options: dict = field(default_factory=dict)  # steps, samples, backend, onnx_dir, ...
+    options: dict = field(default_factory=dict)  # steps, samples, hypotheses, backend, onnx_dir, ...
     threads: int = 0  # torch threads in the child; 0: torch's default
 
 
@@ -60,6 +60,7 @@ def _pack(rec) -> dict:
                                       "vertex_confidence", "vertex_colors", "registration")}
     d["vertices"] = np.asarray(rec.mesh.vertices, np.float64)
     d["faces"] = np.asarray(rec.mesh.faces, np.int64)
+    d["hypotheses"] = [(np.asarray(h.vertices, np.float64), np.asarray(h.faces, np.int64)) for h in rec.hypotheses]
     return d
 
 
@@ -69,6 +70,7 @@ def _unpack(d: dict):
     from .reconstruct import Reconstruction
 
     mesh = trimesh.Trimesh(d.pop("vertices"), d.pop("faces"), process=False)
+    d["hypotheses"] = [trimesh.Trimesh(v, f, process=False) for v, f in d.get("hypotheses", [])]
     colors = d["vertex_colors"]
     mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.c_[colors, np.full(len(colors), 255, np.uint8)])
     return Reconstruction(mesh=mesh, **d)

@@ -95,3 +95,21 @@ def test_reconstructed_object_is_a_collision_object_copy(scene0):
     assert set(pts.dtype.names) == {"x", "y", "z", "rgb", "confidence"}
     m = conv.marker(obj)
     assert m.type == m.TRIANGLE_LIST and len(m.points) == 3 * len(f)
+    assert obj.hypotheses == []  # none asked for
+
+
+def test_hypotheses_share_the_object_frame(scene0):
+    """Each hypothesis mesh is relative to the object's pose, as its mesh is: read back in the
+    header frame it is where the core put it."""
+    from std_msgs.msg import Header
+
+    from amodalgen3d_ros.reconstruct import reconstruct
+
+    rec = reconstruct(scene0.views[:2], scene0.target_id, "amodalgen3d?steps=2&samples=2&hypotheses=2")
+    assert len(rec.hypotheses) == 2
+    obj = conv.reconstructed_object(rec, Header(frame_id="world"))
+    assert len(obj.hypotheses) == 2
+    for h, m in zip(rec.hypotheses, obj.hypotheses):
+        v, f = conv.mesh_from_msg(obj, m)
+        np.testing.assert_allclose(v, h.vertices, atol=1e-9)
+        np.testing.assert_array_equal(f, h.faces)

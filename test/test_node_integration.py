@@ -193,11 +193,12 @@ def test_faults_are_counted_and_the_node_goes_on(tmp_path, scene0, ros_context, 
 
 
 def test_node_runs_the_learned_model_through_onnxruntime_by_default(tmp_path, scene0, ros_context):
-    """Defaults only (method auto, backend onnxruntime): the graphs are exported at the first start
-    into onnx_dir and the shipped generator's mesh arrives."""
+    """Defaults (method auto, backend onnxruntime) and two hypotheses: the graphs are exported at
+    the first start into onnx_dir and the shipped generator's mesh arrives, with two other closed
+    completions in the same frame."""
     onnx = tmp_path / "onnx"
     proc = start_node({**TOPICS, "min_reconstruct_interval_s": 0.0, "min_novelty": 0.0, "onnx_dir": str(onnx),
-                       "output_dir": str(tmp_path / "out")}, tmp_path)
+                       "output_dir": str(tmp_path / "out"), "num_hypotheses": 2}, tmp_path)
     t = Peer("itest_default_publisher")
     try:
         t.connect(60)
@@ -218,8 +219,14 @@ def test_node_runs_the_learned_model_through_onnxruntime_by_default(tmp_path, sc
     from amodalgen3d_ros.ros.conversions import mesh_from_msg
 
     v, f = mesh_from_msg(obj)
-    assert trimesh.Trimesh(v, f, process=True).is_watertight
+    mean = trimesh.Trimesh(v, f, process=True)
+    assert mean.is_watertight
     assert obj.method == "amodalgen3d"
+    assert len(obj.hypotheses) == 2
+    for m in obj.hypotheses:
+        h = trimesh.Trimesh(*mesh_from_msg(obj, m), process=True)
+        assert h.is_watertight and np.linalg.norm(h.centroid - mean.centroid) < 0.03
+    assert (tmp_path / "out" / f"track_{scene0.target_id}.hypothesis_1.ply").exists()
     assert rc == 0, log[-2000:]
 
 

@@ -57,3 +57,19 @@ def test_failed_reconstruction_is_reported_not_fatal(worker, scene0):
 def test_bad_method_or_weights_fail_at_start(spec, match):
     with pytest.raises(WorkerError, match=match):
         ReconstructionWorker(spec)
+
+
+def test_hypotheses_cross_the_process_boundary(scene0):
+    """The node publishes the generator's hypotheses from the reconstruction process: they arrive
+    as computed in-process (the packed result used to carry the mean mesh only)."""
+    spec = MethodSpec("amodalgen3d", options={"steps": 2, "samples": 2, "hypotheses": 2, "backend": "torch"})
+    w = ReconstructionWorker(spec)
+    try:
+        a = w.reconstruct(scene0.views[:2], scene0.target_id, timeout_s=120)
+    finally:
+        w.close()
+    b = reconstruct(scene0.views[:2], scene0.target_id, "amodalgen3d?steps=2&samples=2&hypotheses=2")
+    assert len(a.hypotheses) == 2
+    for ha, hb in zip(a.hypotheses, b.hypotheses):
+        np.testing.assert_allclose(ha.vertices, hb.vertices, atol=1e-6)
+        np.testing.assert_array_equal(ha.faces, hb.faces)

@@ -138,12 +138,15 @@ def reconstructed_object(rec, header, max_points: int = 4096):
 
     from amodalgen3d_ros.msg import ReconstructedObject
 
+    def to_mesh(vertices: np.ndarray, faces) -> Mesh:
+        m = Mesh()
+        m.vertices = [Point(x=float(a), y=float(b), z=float(c)) for a, b, c in vertices]
+        m.triangles = [MeshTriangle(vertex_indices=[int(i), int(j), int(k)]) for i, j, k in np.asarray(faces)]
+        return m
+
     v = np.asarray(rec.mesh.vertices, np.float64)
     center = v.mean(0)
     local = v - center
-    mesh = Mesh()
-    mesh.vertices = [Point(x=float(a), y=float(b), z=float(c)) for a, b, c in local]
-    mesh.triangles = [MeshTriangle(vertex_indices=[int(i), int(j), int(k)]) for i, j, k in np.asarray(rec.mesh.faces)]
     pose = Pose()
     pose.position.x, pose.position.y, pose.position.z = (float(x) for x in center)
     pose.orientation.w = 1.0
@@ -155,21 +158,24 @@ def reconstructed_object(rec, header, max_points: int = 4096):
     msg.id = f"track_{rec.track_id}"
     msg.track_id = int(rec.track_id)
     msg.pose = pose
-    msg.mesh = mesh
+    msg.mesh = to_mesh(local, rec.mesh.faces)
     msg.points = point_cloud(header, local[idx], rec.vertex_colors[idx], rec.vertex_confidence[idx])
     msg.vertex_confidence = rec.vertex_confidence.astype(np.float32).tolist()
     msg.n_views_used = int(rec.n_views_used)
     msg.visible_fraction = float(rec.visible_fraction)
     msg.inference_seconds = float(rec.seconds)
     msg.method = rec.method
+    msg.hypotheses = [to_mesh(np.asarray(h.vertices, np.float64) - center, h.faces) for h in rec.hypotheses]
     return msg
 
 
-def mesh_from_msg(obj) -> tuple[np.ndarray, np.ndarray]:
-    """ReconstructedObject -> vertices (V, 3) in the header frame, faces (F, 3)."""
+def mesh_from_msg(obj, mesh=None) -> tuple[np.ndarray, np.ndarray]:
+    """ReconstructedObject -> vertices (V, 3) in the header frame, faces (F, 3); ``mesh``: one
+    of its hypotheses instead of its mesh."""
     p = obj.pose.position
-    v = np.array([[q.x, q.y, q.z] for q in obj.mesh.vertices]) + [p.x, p.y, p.z]
-    f = np.array([list(t.vertex_indices) for t in obj.mesh.triangles], np.int64)
+    mesh = obj.mesh if mesh is None else mesh
+    v = np.array([[q.x, q.y, q.z] for q in mesh.vertices]).reshape(-1, 3) + [p.x, p.y, p.z]
+    f = np.array([list(t.vertex_indices) for t in mesh.triangles], np.int64)
     return v, f
 
 

@@ -195,7 +195,8 @@ class AmodalGen3DNode(LifecycleNode):
         """The reconstruction process with the method loaded (learned methods read their weights
         there, once); a missing or corrupt file raises WorkerError with one clear line."""
         c = self.cfg
-        options = {"steps": c.sampling_steps, "samples": c.num_samples, "backend": c.backend,
+        options = {"steps": c.sampling_steps, "samples": c.num_samples, "hypotheses": c.num_hypotheses,
+                   "backend": c.backend,
                    "onnx_dir": c.onnx_dir or None, "engine_cache_dir": c.engine_cache_dir or None,
                    "precision": c.precision, "force_rebuild": c.force_rebuild}
         if c.prior_weights_path:

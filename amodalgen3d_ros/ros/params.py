@@ -50,6 +50,8 @@ PARAMS: list[Param] = [
     Param("prior_weights_path", "", "weights of the 2D amodal prior the learned method reads; empty: the shipped ones"),
     Param("sampling_steps", 4, "Euler steps of the flow-matching sampler", 1, 100),
     Param("num_samples", 8, "samples drawn per object (where they agree on the surface, confidence is high)", 1, 64),
+    Param("num_hypotheses", 0, "the generator's first samples also published as meshes (other plausible completions; "
+          "at most num_samples); 0: off", 0, 64),
     Param("backend", "onnxruntime", "inference backend of the learned method (falls back tensorrt -> onnxruntime -> torch)",
           choices=("torch", "onnxruntime", "tensorrt")),
     Param("onnx_dir", "", "where ONNX graphs are exported (per weights hash); empty: ~/.cache/amodalgen3d/onnx"),
@@ -89,6 +91,7 @@ class NodeConfig:
     prior_weights_path: str
     sampling_steps: int
     num_samples: int
+    num_hypotheses: int
     backend: str
     onnx_dir: str
     engine_cache_dir: str
