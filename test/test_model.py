@@ -96,24 +96,6 @@ def test_x0_prediction_is_a_velocity_whose_last_step_lands_on_x0():
     assert zs.abs().max() <= 1 and zs.abs().max() > 0.01
 
 
-def test_first_step_estimate_is_the_clean_shape_predicted_from_noise():
-    """sample(first_x0=True) also returns the first step's x0 (the posterior-mean estimate the
-    occupancy averages in): the network's x0 at t = 1 on the same noise."""
-    torch.manual_seed(0)
-    m = M.AmodalGen3D(M.ModelConfig(**{**SMALL.__dict__, "predict": "x0"})).eval()
-    for p in m.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    _, geo, views, tau, valid = toy_batch(1)
-    z, first = M.sample(m, geo, views, tau, valid, steps=3, samples=2, seed=4, first_x0=True)
-    torch.testing.assert_close(z, M.sample(m, geo, views, tau, valid, steps=3, samples=2, seed=4))
-    noise = torch.randn(2, 1, *geo.shape[2:], generator=torch.Generator().manual_seed(4))
-    with torch.no_grad():
-        want = torch.tanh(0.5 * m.predict_raw(noise, torch.ones(2), geo.expand(2, *geo.shape[1:]),
-                                              views.expand(2, *views.shape[1:]), tau.expand(2, -1),
-                                              valid.expand(2, -1)))[:, 0]
-    torch.testing.assert_close(first, want, atol=1e-5, rtol=1e-5)
-
-
 def test_surface_confidence_reads_the_ramp_width():
     """A mean occupancy that is a normal CDF across a plane, with std sigma, gives every vertex on
     the plane P(|offset| <= 5 mm) = erf(5 mm / (sigma sqrt 2)): sharp steps near 1, wide ramps low."""
