@@ -12,7 +12,7 @@ scenes=${SCENES:-30}
 declare -A flags=([full]="" [no_vwca]="--no-vwca" [mean_fusion]="--view-fusion mean" [no_scca]="--no-scca"
                   [no_gate]="--no-gate" [no_prior]="--no-prior")
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(full no_prior no_vwca no_scca no_gate)
+[ ${#names[@]} -eq 0 ] && names=(full no_prior no_vwca mean_fusion no_scca no_gate)
 for n in "${names[@]}"; do
   out=runs/abl4_${n}_${steps}  # abl4: x0 generator (abl3_: velocity generator with the prior; abl_: before the prior)
   w=$out/flow.safetensors
