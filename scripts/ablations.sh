@@ -3,16 +3,16 @@
 # shipped generator (x0-predicting flow), trains from the same seed on the same data, is calibrated
 # the same way as the shipped model and benchmarked on the held-out split.
 #   bash scripts/ablations.sh                         # all, one after another on one core (resumable)
-#   STEPS=1000 SCENES=30 bash scripts/ablations.sh full no_vwca
+#   STEPS=1000 SCENES=30 bash scripts/ablations.sh full no_vwca   # full_seed1: the full model from seed 1
 set -uo pipefail
 cd "$(dirname "$0")/.."
 amo=.venv/bin/amodalgen3d
 steps=${STEPS:-1000}
 scenes=${SCENES:-30}
-declare -A flags=([full]="" [no_vwca]="--no-vwca" [mean_fusion]="--view-fusion mean" [no_scca]="--no-scca"
+declare -A flags=([full]="" [full_seed1]="--seed 1" [no_vwca]="--no-vwca" [mean_fusion]="--view-fusion mean" [no_scca]="--no-scca"
                   [no_gate]="--no-gate" [no_prior]="--no-prior")
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(full no_prior no_vwca mean_fusion no_scca no_gate)
+[ ${#names[@]} -eq 0 ] && names=(full full_seed1 no_prior no_vwca mean_fusion no_scca no_gate)
 for n in "${names[@]}"; do
   out=runs/abl4_${n}_${steps}  # abl4: x0 generator (abl3_: velocity generator with the prior; abl_: before the prior)
   w=$out/flow.safetensors

@@ -21,6 +21,6 @@ $amo bench --split heldout --no-depth-noise --scenes 30 --views 1,4 --workers 1 
   --methods amodalgen3d,amodal_regressor,support_hull,visible --out bench_out/clean_depth
 $amo bench --split heldout --scenes 40 --views 1,4 --workers 1 \
   --methods "amodalgen3d,amodalgen3d?steps=4,amodalgen3d?steps=4&samples=2" --out bench_out/steps
-STEPS=1000 SCENES=30 bash scripts/ablations.sh full no_prior no_vwca mean_fusion no_scca no_gate  # 1000 training steps each, then:
-$amo bench --combine runs/abl4_full_1000/bench,runs/abl4_no_prior_1000/bench,runs/abl4_no_vwca_1000/bench,runs/abl4_mean_fusion_1000/bench,\
+STEPS=1000 SCENES=30 bash scripts/ablations.sh  # seven runs, 1000 training steps each, then:
+$amo bench --combine runs/abl4_full_1000/bench,runs/abl4_full_seed1_1000/bench,runs/abl4_no_prior_1000/bench,runs/abl4_no_vwca_1000/bench,runs/abl4_mean_fusion_1000/bench,\
 runs/abl4_no_scca_1000/bench,runs/abl4_no_gate_1000/bench --out bench_out/ablations
