@@ -100,9 +100,7 @@ def confidence_calibration_error(vertices: np.ndarray, confidence: np.ndarray, g
     truth), on the inferred vertices (confidence < 1): the count-weighted mean over equal-width
     confidence bins of |mean confidence - fraction within tol|. 0 is calibrated; NaN when fewer
     than ``min_count`` vertices were inferred."""
-    if (confidence < 1.0).sum() < min_count:
-        return float("nan")
-    return ece_from_bins(confidence_bins(vertices, confidence, gt_points, tol_m, bins))
+    return ece_from_bins(confidence_bins(vertices, confidence, gt_points, tol_m, bins), min_count)
 
 
 def expected_calibration_error(confidence: np.ndarray, hit: np.ndarray, bins: int = 10) -> float:
@@ -119,8 +117,11 @@ def calibration_bins(confidence: np.ndarray, hit: np.ndarray, bins: int = 10) ->
     return np.stack([np.bincount(b, minlength=bins), np.bincount(b, c, bins), np.bincount(b, hit, bins)]).astype(float)
 
 
-def ece_from_bins(sums: np.ndarray) -> float:
+def ece_from_bins(sums: np.ndarray, min_count: int = 1) -> float:
+    """ECE of calibration_bins' sums; NaN when they hold fewer than ``min_count`` vertices."""
     n, c, hit = np.asarray(sums, float)
+    if n.sum() < max(min_count, 1):
+        return float("nan")
     return float(np.abs(c - hit).sum() / n.sum())  # per bin: n * |mean c - mean hit|
 
 
