@@ -125,6 +125,7 @@ def bench_scene(args: tuple) -> list[dict]:
                 if np.isfinite(row["confidence_ece"]):  # some vertices were inferred
                     row["confidence_bins"] = bins.tolist()
                 row["n_views_used"] = rec.n_views_used
+                row["bodies"] = int(rec.mesh.body_count)  # separate pieces in the one object's mesh
                 if rec.hypotheses:
                     row.update(hypothesis_metrics(rec.hypotheses, g, seen, pts))
             except Exception as e:  # a failure is a result too: counted, not hidden

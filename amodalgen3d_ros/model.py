@@ -602,10 +602,11 @@ class LearnedMethod:
         (surface_sigma, metres) and whether it lies on measured surface."""
 
         from .geometry import transform
-        from .surface import mesh_from_field
+        from .surface import drop_specks_and_voids, mesh_from_field
 
         field, band, grid = fd["field"].copy(), fd["band"], fd["grid"]
         field[band] = np.clip(level - 0.5 * fd["tsdf"][band], 0, 1)  # seen surface: the measurement wins
+        field = drop_specks_and_voids(field, level)
         try:
             mesh = mesh_from_field(field, grid, level, smooth_iters=5)
         except ValueError:  # the network saw nothing: fall back to the observation alone

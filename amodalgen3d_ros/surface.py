@@ -87,6 +87,35 @@ def mesh_from_field(field: np.ndarray, grid: Grid, level: float = 0.5,
     return m
 
 
+def drop_specks_and_voids(field: np.ndarray, level: float, min_share: float = 0.01) -> np.ndarray:
+    """The field with every connected piece of {field > level} smaller than ``min_share`` of the
+    largest piece (in voxels) pushed outside, and every enclosed void filled.
+
+    A learned field leaves small blobs around the object (validation scenes: 10-60 pieces, the
+    largest extra 0.4 % of the object's voxels) and a few voxels of enclosed void inside it, which
+    marching cubes turned into separate bodies and inner shells in one published mesh (up to 20):
+    clutter for a collision scene, and never the shape of a solid. Pieces are face-connected, as
+    marching cubes joins them (voxels touching only at an edge or corner become separate bodies).
+    """
+    inside = field > level
+    labels, n = ndimage.label(inside)
+    if n == 0:
+        return field
+    out = field
+    if n > 1:
+        sizes = np.bincount(labels.ravel())[1:]
+        small = np.flatnonzero(sizes < min_share * sizes.max()) + 1
+        if small.size:
+            out = field.copy()
+            out[np.isin(labels, small)] = 0.0
+            inside = out > level
+    voids = ndimage.binary_fill_holes(inside) & ~inside
+    if voids.any():
+        out = out.copy() if out is field else out
+        out[voids] = 1.0
+    return out
+
+
 def signed_volume(m: trimesh.Trimesh) -> float:
     """The enclosed volume (m^3), negative if the faces point inwards: the sum of the signed
     tetrahedra to the origin (trimesh's mass properties compute far more than the sign needs)."""

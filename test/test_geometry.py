@@ -127,3 +127,27 @@ def test_signed_volume_and_orientation():
     assert abs(signed_volume(m) - 0.006) < 1e-12
     m.invert()
     assert abs(signed_volume(m) + 0.006) < 1e-12
+
+
+def test_specks_dropped_voids_filled_large_parts_kept():
+    from amodalgen3d_ros.surface import Grid, drop_specks_and_voids, mesh_from_field
+
+    f = np.zeros((40, 40, 40), np.float32)
+    f[5:25, 5:25, 5:25] = 0.9  # the object: 8000 voxels
+    f[30:36, 5:25, 5:25] = 0.9  # a detached part of 7.5 %: kept
+    f[30:33, 30:33, 30:33] = 0.9  # a speck of 27 voxels (0.3 %): dropped
+    f[25, 25, 25] = 0.9  # touches the object only at a corner: marching cubes makes it a body of its own
+    f[14:16, 14:16, 14:16] = 0.1  # an enclosed void: an inner shell
+    g = Grid(np.zeros(3), 0.005, f.shape)
+    assert len(mesh_from_field(f, g, 0.3).split(only_watertight=False)) >= 4
+    out = drop_specks_and_voids(f, 0.3)
+    assert (out[30:33, 30:33, 30:33] == 0).all() and out[25, 25, 25] == 0
+    assert (out[14:16, 14:16, 14:16] > 0.3).all()
+    np.testing.assert_array_equal(out[30:36, 5:25, 5:25], f[30:36, 5:25, 5:25])
+    assert len(mesh_from_field(out, g, 0.3).split(only_watertight=False)) == 2
+    # one solid piece, or nothing inside: unchanged
+    one = np.where(np.arange(40)[:, None, None] < 28, f, 0)
+    one[14:16, 14:16, 14:16] = 0.9
+    one[25, 25, 25] = 0
+    assert drop_specks_and_voids(one, 0.3) is one
+    assert drop_specks_and_voids(np.zeros_like(f), 0.3).max() == 0
