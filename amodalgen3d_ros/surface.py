@@ -101,18 +101,15 @@ def drop_specks_and_voids(field: np.ndarray, level: float, min_share: float = 0.
     labels, n = ndimage.label(inside)
     if n == 0:
         return field
-    out = field
-    if n > 1:
-        sizes = np.bincount(labels.ravel())[1:]
-        small = np.flatnonzero(sizes < min_share * sizes.max()) + 1
-        if small.size:
-            out = field.copy()
-            out[np.isin(labels, small)] = 0.0
-            inside = out > level
-    voids = ndimage.binary_fill_holes(inside) & ~inside
-    if voids.any():
-        out = out.copy() if out is field else out
-        out[voids] = 1.0
+    sizes = np.bincount(labels.ravel())[1:]
+    specks = np.isin(labels, np.flatnonzero(sizes < min_share * sizes.max()) + 1)
+    kept = inside & ~specks
+    voids = ndimage.binary_fill_holes(kept) & ~kept
+    if not specks.any() and not voids.any():
+        return field
+    out = field.copy()
+    out[specks] = 0.0
+    out[voids] = 1.0
     return out
 
 
