@@ -110,7 +110,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = replace(TrainConfig(), data=a.data, out=a.out or f"runs/{a.mode}", mode=a.mode, scenes=a.scenes,
                   predict=a.predict, steps=a.steps, batch=a.batch, seed=a.seed, threads=a.threads, view_fusion=a.view_fusion,
                   use_vwca=not a.no_vwca, use_scca=not a.no_scca, use_gate=not a.no_gate,
-                  prior="" if a.no_prior else a.prior)
+                  prior="" if a.no_prior else a.prior, init=a.init or "", lr=a.lr or TrainConfig.lr,
+                  warmup=a.warmup if a.warmup is not None else TrainConfig.warmup)
     weights = train(cfg)
     print(json.dumps({"weights": str(weights)}))
     return 0
@@ -224,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--prior", default=str(Path(__file__).parent / "weights" / "amodal_prior.safetensors"),
                    help="the 2D amodal prior's weights (its outputs are inputs)")
     t.add_argument("--no-prior", action="store_true", help="ablation: without the 2D amodal prior")
+    t.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="start from these weights (the same network, any mode), e.g. the generator from the reference")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-4)")
+    t.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 100)")
     t.set_defaults(fn=cmd_train)
     c = sub.add_parser("calibrate", help="choose a learned method's surface level on fresh validation scenes")
     c.add_argument("weights")

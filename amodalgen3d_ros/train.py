@@ -62,6 +62,10 @@ class TrainConfig(LoopConfig):
     use_gate: bool = True
     # the 2D amodal prior's weights: its outputs are the generator's inputs ("" = ablation without it)
     prior: str = str(Path(__file__).parent / "weights" / "amodal_prior.safetensors")
+    # start from these weights instead of the initialisation (same network, any mode): the
+    # generator warm-started from the trained reference, whose one-step answer is what the
+    # generator's first step (t = 1) must give anyway
+    init: str = ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,6 +296,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                        res=fcfg.res, amodal_prior=fcfg.amodal_prior, img_channels=len(fcfg.img_channels))
     torch.manual_seed(cfg.seed)
     model = AmodalGen3D(mcfg)
+    if cfg.init:
+        init_weights(model, cfg.init, cfg.prior)
     loss_fn = flow_matching_loss if cfg.mode == "flow" else regression_loss
 
     out = Path(cfg.out)
@@ -309,8 +315,30 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             "scenes": cfg.scenes}
     if cfg.prior:  # the generator is only right with the prior it was trained on
         meta["prior_sha256"] = file_sha256(cfg.prior)
+    if cfg.init:
+        meta["init"] = {"file": Path(cfg.init).name, "sha256": file_sha256(cfg.init)}
     save_weights(model, weights, meta)
     return weights
+
+
+# what may differ between a network and the weights it starts from: the training objective
+_INIT_MAY_DIFFER = {"mode", "predict", "cond_dropout"}
+
+
+def init_weights(model: AmodalGen3D, path: str, prior: str) -> None:
+    """Load another run's weights into ``model``: the same network, trained with any objective and
+    the same 2D prior (its outputs are inputs). A clear error otherwise."""
+    from .model import load_weights, weights_meta
+
+    src = load_weights(path)
+    a, b = asdict(model.cfg), asdict(src.cfg)
+    differ = sorted(k for k in a if a[k] != b.get(k) and k not in _INIT_MAY_DIFFER)
+    if differ:
+        raise ValueError(f"--init {path}: a different network ({', '.join(differ)} differ)")
+    want = file_sha256(prior) if prior else None
+    if weights_meta(path).get("prior_sha256") != want:
+        raise ValueError(f"--init {path}: trained with another 2D amodal prior than {prior or 'none'}")
+    model.load_state_dict(src.state_dict())
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,3 +21,31 @@ def test_training_smoke_and_resume(tmp_path):
     train(replace(cfg, steps=5, val_every=5, ckpt_every=5), progress=False)  # resumes at step 3
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5]
+
+
+def test_init_starts_from_other_weights_and_refuses_what_does_not_fit(tmp_path):
+    import pytest
+    import torch
+
+    from amodalgen3d_ros.amodal_prior import AmodalPrior, PriorConfig, save_prior
+    from amodalgen3d_ros.model import DEFAULT_WEIGHTS, AmodalGen3D, ModelConfig, save_weights
+
+    data = tmp_path / "data"
+    synth.synth(data, 4, seed=2, split="train", cfg=synth.SynthConfig(n_views=2), workers=1, progress=False)
+    ref = DEFAULT_WEIGHTS["amodal_regressor"]
+    # learning rate 0: the exported generator is exactly the reference it started from
+    cfg = replace(smoke_config(str(data), str(tmp_path / "warm")), steps=1, val_every=1,
+                  ckpt_every=1, init=str(ref), lr=0.0)
+    warm = load_weights(train(cfg, progress=False))
+    assert warm.cfg.mode == "flow" and warm.cfg.predict == "x0"
+    ref_state = load_weights(ref).state_dict()
+    assert all(torch.equal(v, ref_state[k]) for k, v in warm.state_dict().items())
+
+    other = tmp_path / "narrow.safetensors"
+    save_weights(AmodalGen3D(ModelConfig(width=64, amodal_prior=True, img_channels=15)), other)
+    with pytest.raises(ValueError, match="width"):
+        train(replace(cfg, out=str(tmp_path / "bad1"), init=str(other)), progress=False)
+    other_prior = tmp_path / "other_prior.safetensors"
+    save_prior(AmodalPrior(PriorConfig()), other_prior, {})
+    with pytest.raises(ValueError, match="another 2D amodal prior"):
+        train(replace(cfg, out=str(tmp_path / "bad2"), prior=str(other_prior)), progress=False)
