@@ -339,6 +339,16 @@ def init_weights(model: AmodalGen3D, path: str, prior: str) -> None:
     if weights_meta(path).get("prior_sha256") != want:
         raise ValueError(f"--init {path}: trained with another 2D amodal prior than {prior or 'none'}")
     model.load_state_dict(src.state_dict())
+    if src.cfg.mode == "regress" and model.cfg.mode == "flow":
+        # The reference never saw a noisy shape or a time: it ran with z = 0, t = 0. Zero the noisy
+        # shape's input weights and hold the time embedding at the reference's c(0), so the
+        # generator starts as the reference exactly, at every t (its samples all its one answer),
+        # and learns to use z_t and t from there (zero-initialised paths, as in ControlNet).
+        with torch.no_grad():
+            model.x_embed.weight[:, 0] = 0.0
+            c0 = src.t_embed(torch.zeros(1))[0]
+            model.t_embed.mlp[2].weight.zero_()
+            model.t_embed.mlp[2].bias.copy_(c0)
 
 
 # --------------------------------------------------------------------------------------------

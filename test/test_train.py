@@ -32,14 +32,14 @@ def test_init_starts_from_other_weights_and_refuses_what_does_not_fit(tmp_path):
 
     data = tmp_path / "data"
     synth.synth(data, 4, seed=2, split="train", cfg=synth.SynthConfig(n_views=2), workers=1, progress=False)
-    ref = DEFAULT_WEIGHTS["amodal_regressor"]
-    # learning rate 0: the exported generator is exactly the reference it started from
+    src = DEFAULT_WEIGHTS["amodalgen3d"]
+    # learning rate 0: the exported generator is exactly the one it started from
     cfg = replace(smoke_config(str(data), str(tmp_path / "warm")), steps=1, val_every=1,
-                  ckpt_every=1, init=str(ref), lr=0.0)
+                  ckpt_every=1, init=str(src), lr=0.0)
     warm = load_weights(train(cfg, progress=False))
     assert warm.cfg.mode == "flow" and warm.cfg.predict == "x0"
-    ref_state = load_weights(ref).state_dict()
-    assert all(torch.equal(v, ref_state[k]) for k, v in warm.state_dict().items())
+    src_state = load_weights(src).state_dict()
+    assert all(torch.equal(v, src_state[k]) for k, v in warm.state_dict().items())
 
     other = tmp_path / "narrow.safetensors"
     save_weights(AmodalGen3D(ModelConfig(width=64, amodal_prior=True, img_channels=15)), other)
@@ -49,3 +49,26 @@ def test_init_starts_from_other_weights_and_refuses_what_does_not_fit(tmp_path):
     save_prior(AmodalPrior(PriorConfig()), other_prior, {})
     with pytest.raises(ValueError, match="another 2D amodal prior"):
         train(replace(cfg, out=str(tmp_path / "bad2"), prior=str(other_prior)), progress=False)
+
+
+def test_generator_started_from_the_reference_is_the_reference_until_trained():
+    """--init from the regress weights: the noisy shape's inputs and the time are zero-initialised
+    paths, so the untrained generator's clean-shape estimate is the reference's answer at any z, t."""
+    import torch
+
+    from amodalgen3d_ros.model import DEFAULT_WEIGHTS, AmodalGen3D, load_weights
+    from amodalgen3d_ros.train import TrainConfig, init_weights
+
+    ref = load_weights(DEFAULT_WEIGHTS["amodal_regressor"])
+    gen = AmodalGen3D(replace(ref.cfg, mode="flow", predict="x0"))
+    init_weights(gen, str(DEFAULT_WEIGHTS["amodal_regressor"]), TrainConfig().prior)
+    gen.eval()
+    c, R = ref.cfg, ref.cfg.res
+    g = torch.Generator().manual_seed(0)
+    geo, views = torch.rand(2, c.geo_channels, R, R, R, generator=g), torch.rand(2, 4, c.img_channels, 32, 32, generator=g)
+    tau, valid = torch.rand(2, 4, generator=g), torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    with torch.no_grad():
+        want = ref(torch.zeros(2, 1, R, R, R), torch.zeros(2), geo, views, tau, valid)
+        got = gen.predict_raw(torch.randn(2, 1, R, R, R, generator=g), torch.tensor([0.3, 1.0]), geo, views, tau, valid)
+    assert torch.allclose(got, want, atol=1e-4)
+    assert gen.x_embed.weight[:, 0].abs().sum() == 0 and gen.t_embed.mlp[2].weight.abs().sum() == 0

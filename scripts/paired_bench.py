@@ -1,0 +1,37 @@
+"""Two methods' benchmark rows paired per object (scene, view count): mean difference A - B with a
+95 % bootstrap interval, per view count. The rows may come from different runs (bench.json files).
+
+    .venv/bin/python scripts/paired_bench.py RUN_A/bench.json 'METHOD_A' RUN_B/bench.json 'METHOD_B'
+"""
+import json
+import sys
+
+import numpy as np
+
+KEYS = ("chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "completeness_unseen_mm")
+
+
+def rows(path: str, method: str) -> dict:
+    out = {(r["scene"], r["views"]): r for r in json.load(open(path))["rows"] if r["method"] == method}
+    if not out:
+        sys.exit(f"no rows of {method!r} in {path}")
+    return out
+
+
+def main(a_path: str, a_method: str, b_path: str, b_method: str) -> None:
+    a, b = rows(a_path, a_method), rows(b_path, b_method)
+    rng = np.random.default_rng(0)
+    print(f"{a_method} ({a_path}) minus {b_method} ({b_path}): mean [95 % bootstrap], objects")
+    for n in sorted({k[1] for k in a}):
+        keys = [k for k in a if k[1] == n and k in b]
+        print(f"{n} view(s), {len(keys)} objects:")
+        for m in KEYS:
+            d = np.array([a[k][m] - b[k][m] for k in keys if a[k].get(m) is not None and b[k].get(m) is not None])
+            boot = [rng.choice(d, len(d)).mean() for _ in range(2000)]
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            print(f"  {m}: {d.mean():+.4f} [{lo:+.4f}, {hi:+.4f}]  (A {np.mean([a[k][m] for k in keys]):.4f}, "
+                  f"B {np.mean([b[k][m] for k in keys]):.4f})")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])
