@@ -347,8 +347,10 @@ def init_weights(model: AmodalGen3D, path: str, prior: str) -> None:
         with torch.no_grad():
             model.x_embed.weight[:, 0] = 0.0
             c0 = src.t_embed(torch.zeros(1))[0]
-            model.t_embed.mlp[2].weight.zero_()
-            model.t_embed.mlp[2].bias.copy_(c0)
+            last = model.t_embed.mlp[-1]
+            assert isinstance(last, torch.nn.Linear)
+            last.weight.zero_()
+            last.bias.copy_(c0)
 
 
 # --------------------------------------------------------------------------------------------
