@@ -110,7 +110,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = replace(TrainConfig(), data=a.data, out=a.out or f"runs/{a.mode}", mode=a.mode, scenes=a.scenes,
                   predict=a.predict, steps=a.steps, batch=a.batch, seed=a.seed, threads=a.threads, view_fusion=a.view_fusion,
                   use_vwca=not a.no_vwca, use_scca=not a.no_scca, use_gate=not a.no_gate,
-                  prior="" if a.no_prior else a.prior, init=a.init or "", lr=a.lr or TrainConfig.lr,
+                  prior="" if a.no_prior else a.prior, init=a.init or "", lr=a.lr if a.lr is not None else TrainConfig.lr,
                   warmup=a.warmup if a.warmup is not None else TrainConfig.warmup)
     weights = train(cfg)
     print(json.dumps({"weights": str(weights)}))
