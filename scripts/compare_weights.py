@@ -10,6 +10,7 @@ import json
 import sys
 
 import numpy as np
+from paired_bench import mean_interval  # scripts/ is on the path when a script here is run
 
 from amodalgen3d_ros import synth
 from amodalgen3d_ros.metrics import evaluate
@@ -57,8 +58,8 @@ def summary(pairs: list[tuple[str, str]], files: list[str]) -> str:
             cells = []
             for n in (1, 2, 4):
                 d = np.array([m[a][k] - m[b][k] for (_, vv), m in by.items() if vv == n and a in m and b in m])
-                lo, hi = np.percentile([rng.choice(d, len(d)).mean() for _ in range(2000)], [2.5, 97.5])
-                cells.append(f"{d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
+                mean, lo, hi = mean_interval(d, rng)
+                cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]")
             out.append(f"- {a} - {b}, {k}: " + " | ".join(cells))
     return "\n".join(out)
 

@@ -11,6 +11,12 @@ import numpy as np
 KEYS = ("chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "completeness_unseen_mm")
 
 
+def mean_interval(d: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Mean of paired differences and its 95 % bootstrap interval (2000 resamples)."""
+    lo, hi = np.percentile([rng.choice(d, len(d)).mean() for _ in range(2000)], [2.5, 97.5])
+    return float(d.mean()), float(lo), float(hi)
+
+
 def rows(path: str, method: str) -> dict:
     out = {(r["scene"], r["views"]): r for r in json.load(open(path))["rows"] if r["method"] == method}
     if not out:
@@ -26,11 +32,10 @@ def main(a_path: str, a_method: str, b_path: str, b_method: str) -> None:
         keys = [k for k in a if k[1] == n and k in b]
         print(f"{n} view(s), {len(keys)} objects:")
         for m in KEYS:
-            d = np.array([a[k][m] - b[k][m] for k in keys if a[k].get(m) is not None and b[k].get(m) is not None])
-            boot = [rng.choice(d, len(d)).mean() for _ in range(2000)]
-            lo, hi = np.percentile(boot, [2.5, 97.5])
-            print(f"  {m}: {d.mean():+.4f} [{lo:+.4f}, {hi:+.4f}]  (A {np.mean([a[k][m] for k in keys]):.4f}, "
-                  f"B {np.mean([b[k][m] for k in keys]):.4f})")
+            both = [k for k in keys if a[k].get(m) is not None and b[k].get(m) is not None]
+            mean, lo, hi = mean_interval(np.array([a[k][m] - b[k][m] for k in both]), rng)
+            print(f"  {m}: {mean:+.4f} [{lo:+.4f}, {hi:+.4f}]  (A {np.mean([a[k][m] for k in both]):.4f}, "
+                  f"B {np.mean([b[k][m] for k in both]):.4f})")
 
 
 if __name__ == "__main__":
