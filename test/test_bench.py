@@ -58,3 +58,13 @@ def test_generator_hypotheses_are_measured_and_saved(scene_dir, tmp_path):
     assert r["chamfer_best_hypothesis_mm"] <= r["chamfer_hypothesis_mean_mm"]
     md = markdown(summarize(rows), "t")
     assert "### Hypotheses" in md and "### Confidence over all inferred vertices" in md
+
+
+def test_cpu_info_names_the_host_speed_figures_come_from(tmp_path):
+    from amodalgen3d_ros.bench import cpu_info
+
+    f = tmp_path / "cpuinfo"
+    f.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6430\nflags\t\t: fpu sse4_2 avx2 fma avx512f amx_tile\n"
+                 "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Gold 6430\nflags\t\t: fpu sse4_2 avx2 fma avx512f amx_tile\n")
+    assert cpu_info(str(f)) == {"cpu_model": "Intel(R) Xeon(R) Gold 6430", "cpu_vector_flags": "amx_tile avx2 avx512f fma sse4_2"}
+    assert cpu_info(str(tmp_path / "absent")) == {}
