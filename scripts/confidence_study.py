@@ -1,0 +1,81 @@
+"""Which per-vertex quantities carry the confidence from the calibration scenes (training split) to
+held-out shapes: the field's slope alone (what ships), or the slope and the vertex's distance from
+the nearest measured surface. Fitted on the calibration scenes, judged on held-out-split
+*validation* scenes (another seed than the benchmark's 1234, never its scenes).
+
+    .venv/bin/amodalgen3d synth --out data/heldout_val555 --scenes 24 --seed 555 --split heldout
+    .venv/bin/python scripts/confidence_study.py collect runs/conf_study
+    .venv/bin/python scripts/confidence_study.py fit runs/conf_study
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+from compare_weights import objects  # this folder
+from scipy.spatial import cKDTree
+
+from amodalgen3d_ros.calibrate import SIGMA_FLOORS_M, SIGMA_SCALES, TOL_M
+from amodalgen3d_ros.metrics import expected_calibration_error, sample_surface
+from amodalgen3d_ros.model import LearnedMethod, confidence_from_sigma
+
+W = "amodalgen3d_ros/weights/"
+FILES = {"amodalgen3d": W + "amodalgen3d_flow.safetensors", "amodal_regressor": W + "amodal_regressor.safetensors"}
+SETS = {"calib": "data/calib", "heldout_val": "data/heldout_val555"}
+DIST_GAINS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6)
+
+
+def collect(out: str) -> None:
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for name, w in FILES.items():
+        m = LearnedMethod(w, backend="onnxruntime", threads=2)
+        for set_name, data in SETS.items():
+            if Path(f"{out}/{name}_{set_name}.npz").exists():
+                continue
+            cols: dict[str, list] = {"sigma": [], "dist": [], "views": [], "hit": [], "object": []}
+            for i, (_, n, obs, gt) in enumerate(objects(data, 0, 1)):
+                mesh, sigma, measured = m.mesh_and_sigma(m.field(obs), m.level)
+                v = mesh.vertices
+                err, _ = cKDTree(sample_surface(gt, 20000, 0)).query(v[~measured])
+                # distance to the nearest measured vertex: how far the shape was extrapolated
+                dist = cKDTree(v[measured]).query(v[~measured])[0] if measured.any() else np.full(len(err), 0.1)
+                for k, x in (("sigma", sigma[~measured]), ("dist", dist), ("views", np.full(len(err), n)),
+                             ("hit", err <= TOL_M), ("object", np.full(len(err), i))):
+                    cols[k].append(x)
+            np.savez(f"{out}/{name}_{set_name}.npz", **{k: np.concatenate(v) for k, v in cols.items()})
+            print(name, set_name, "done", flush=True)
+
+
+def conf(d: dict, scale: float, floor: float, gain: float) -> np.ndarray:
+    # distance enters as one more independent error term: s^2 = (scale sigma)^2 + floor^2 + (gain d)^2
+    return confidence_from_sigma(np.sqrt(d["sigma"] ** 2 + (gain * d["dist"] / max(scale, 1e-9)) ** 2), scale, floor,
+                                 TOL_M)
+
+
+def auroc(c: np.ndarray, hit: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    r = rankdata(c)
+    npos, nneg = hit.sum(), (~hit).sum()
+    return float((r[hit].sum() - npos * (npos + 1) / 2) / (npos * nneg))
+
+
+def fit(out: str) -> None:
+    for name in FILES:
+        cal, ho = (dict(np.load(f"{out}/{name}_{s}.npz")) for s in SETS)
+        for gains in ((0.0,), DIST_GAINS):
+            brier, s, f, g = min((float(np.mean((conf(cal, s, f, g) - cal["hit"]) ** 2)), s, f, g)
+                                 for s in SIGMA_SCALES for f in SIGMA_FLOORS_M for g in gains)
+            cells = []
+            for d in (cal, ho):
+                c = conf(d, s, f, g)
+                per_view = [expected_calibration_error(c[d["views"] == n], d["hit"][d["views"] == n]) for n in (1, 2, 4)]
+                cells.append(f"ECE {expected_calibration_error(c, d['hit']):.3f} "
+                             f"({' / '.join(f'{e:.3f}' for e in per_view)}) AUROC {auroc(c, d['hit']):.3f} "
+                             f"conf {c.mean():.3f} hit {d['hit'].mean():.3f}")
+            fitted = "slope only" if len(gains) == 1 else f"slope and distance (gain from {gains})"
+            print(f"{name}, {fitted}: scale {s} floor {f} gain {g} brier {brier:.4f}")
+            print(f"  calib: {cells[0]}\n  heldout_val: {cells[1]}")
+
+
+if __name__ == "__main__":
+    {"collect": collect, "fit": fit}[sys.argv[1]](sys.argv[2])
