@@ -4,6 +4,7 @@ scenes (never the benchmark's): Euler steps, samples, classifier-free guidance, 
     .venv/bin/amodalgen3d synth --out data/val77 --scenes 24 --seed 77 --split train
     .venv/bin/python scripts/sampler_sweep.py 0 2 rows0.json & .venv/bin/python scripts/sampler_sweep.py 1 2 rows1.json
     .venv/bin/python scripts/sampler_sweep.py --summary rows0.json rows1.json
+    (a fourth argument, "K8 S4,K16 S4,...", runs only those variants)
 """
 import collections
 import json
@@ -24,12 +25,14 @@ VARIANTS = {"reference": ("amodal_regressor", 1, 1, 1.0), "K8 S4": ("amodalgen3d
             "K8 S8": ("amodalgen3d_flow", 8, 8, 1.0), "K8 S2": ("amodalgen3d_flow", 8, 2, 1.0),
             "K1 S1": ("amodalgen3d_flow", 1, 1, 1.0), "K16 S8": ("amodalgen3d_flow", 16, 8, 1.0),
             "K8 S4 g1.5": ("amodalgen3d_flow", 8, 4, 1.5), "K8 S4 g2": ("amodalgen3d_flow", 8, 4, 2.0),
-            "K8 S4 g3": ("amodalgen3d_flow", 8, 4, 3.0)}
+            "K8 S4 g3": ("amodalgen3d_flow", 8, 4, 3.0), "K4 S4": ("amodalgen3d_flow", 4, 4, 1.0)}
 
 
-def run(part: int, nparts: int, out: str, data: str = "data/val77") -> None:
+def run(part: int, nparts: int, out: str, only: str = "", data: str = "data/val77") -> None:
     methods = {}
     for name, (w, k, s, g) in VARIANTS.items():
+        if only and name not in only.split(","):
+            continue
         m = LearnedMethod(W + w + ".safetensors", backend="onnxruntime" if g == 1.0 else "torch", threads=1,
                           samples=k, steps=s, guidance=g)
         methods[name] = m
@@ -68,4 +71,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "--summary":
         print(summary(sys.argv[2:]))
     else:
-        run(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
+        run(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], *sys.argv[4:5])
