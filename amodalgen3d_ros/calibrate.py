@@ -73,8 +73,11 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = 12, s
 
     model = load_weights(weights)
     meta = weights_meta(weights)
+    # the level and the confidence hold for the sampler they were fitted at (the defaults)
+    sampler = {"steps": m.steps, "samples": m.samples} if m.model.cfg.mode == "flow" else None
     meta.update({"level": best, "confidence": confidence,
-                 "calibration": {"scenes": scenes, "seed": seed, "split": "train", "score_by_level": means}})
+                 "calibration": {"scenes": scenes, "seed": seed, "split": "train", "score_by_level": means,
+                                 "sampler": sampler}})
     save_weights(model, weights, meta)
     return {"level": best, "score_by_level": means, "confidence": confidence}
 

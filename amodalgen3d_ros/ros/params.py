@@ -48,7 +48,7 @@ PARAMS: list[Param] = [
     Param("method", "auto", "reconstruction method; auto: the learned model if its weights exist, else support_hull"),
     Param("weights_path", "", "weights of the learned method; empty: the shipped ones"),
     Param("prior_weights_path", "", "weights of the 2D amodal prior the learned method reads; empty: the shipped ones"),
-    Param("sampling_steps", 4, "Euler steps of the flow-matching sampler", 1, 100),
+    Param("sampling_steps", 2, "Euler steps of the flow-matching sampler", 1, 100),
     Param("num_samples", 8, "samples drawn per object (where they agree on the surface, confidence is high)", 1, 64),
     Param("num_hypotheses", 0, "the generator's first samples also published as meshes (other plausible completions; "
           "at most num_samples); 0: off", 0, 64),
