@@ -1,4 +1,4 @@
-"""Print the README's Results section from the benchmark outputs under bench_out/."""
+"""Print the tables of the README's Results section from the outputs of scripts/bench_all.sh (bench_out/)."""
 
 import json
 from pathlib import Path
@@ -18,12 +18,17 @@ def table(path: Path, methods=None) -> str:
     return "\n".join(out)
 
 
-print("Held-out split (superquadrics and unseen random_urdfs objects included), 60 scenes, seed 1234,")
-print("noisy depth; means per object (medians and occlusion bands in `bench_out/*/bench.md`).\n")
-print("### Posed views\n")
-print(table(B / "posed"))
+print("Held-out split (superquadrics and unseen random_urdfs objects included), seed 1234, noisy depth;")
+print("means per object (medians and occlusion bands in `bench_out/*/bench.md`). The paired differences")
+print("the README quotes come from `scripts/paired_bench.py`.\n")
+print("### Posed views, 120 scenes\n")
+print(table(B / "posed_120"))
+print("\n### Against the number of views (30 scenes, posed)\n")
+print(table(B / "views_sweep"))
 print("\n### Unposed views (poses estimated; 30 scenes)\n")
 print(table(B / "unposed"))
+print("\n### Depth noise off (30 scenes, posed)\n")
+print(table(B / "clean_depth"))
 print("\n### Pose estimation\n")
 print((B / "poses" / "poses.md").read_text().split("\n", 2)[2])
 print("### Speed (seconds per object, this 2-core CPU)\n")
