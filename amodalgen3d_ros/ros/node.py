@@ -416,6 +416,8 @@ class AmodalGen3DNode(LifecycleNode):
                         self._run(tid, *snap)
                     self.wake.set()
             except Exception:  # the worker never dies
+                if not self.context.ok():  # shutting down: the result cannot be published, nothing is wrong
+                    return
                 self.get_logger().error("worker: " + traceback.format_exc().splitlines()[-1], throttle_duration_sec=5.0)
 
     def _run(self, tid: int, views: list[View], version: int, final: bool = False) -> None:
