@@ -9,7 +9,7 @@ surface_sigma) is fitted to how often the inferred vertices really are within 5 
 a scale on the slope's std and a floor under it, minimising the Brier score. All of it is stored
 in the weights file's metadata.
 
-    amodalgen3d calibrate WEIGHTS [--scenes 12 --seed 99]
+    amodalgen3d calibrate WEIGHTS [--scenes 12 --seed 99] [--steps 2 --samples 8]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 
 from . import synth
 from .metrics import evaluate, expected_calibration_error, sample_surface
-from .model import LearnedMethod, confidence_from_sigma, load_weights, save_weights, weights_meta
+from .model import NUM_SAMPLES, SAMPLING_STEPS, LearnedMethod, confidence_from_sigma, load_weights, save_weights, weights_meta
 from .observation import observe
 from .views import read_views_dir
 
@@ -46,9 +46,11 @@ def fit_confidence(sigma: np.ndarray, hit: np.ndarray) -> dict:
 
 
 def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = 12, seed: int = 99,
-              views: tuple[int, ...] = (1, 2, 4)) -> dict:
+              views: tuple[int, ...] = (1, 2, 4), steps: int | None = None, samples: int | None = None) -> dict:
+    """Level and confidence for the generator run at `steps` x `samples` (the defaults unless the
+    node or the CLI is set otherwise: both change how sharp the mean occupancy is)."""
     synth.synth(data, scenes, seed, "train", workers=1, progress=False)
-    m = LearnedMethod(weights, level=0.5)
+    m = LearnedMethod(weights, level=0.5, steps=steps or SAMPLING_STEPS, samples=samples or NUM_SAMPLES)
     scores: dict[float, list[float]] = {lv: [] for lv in LEVELS}
     cases = []  # (field, ground-truth surface points): the confidence is fitted at the chosen level
     for sc in synth.scene_dirs(data)[:scenes]:

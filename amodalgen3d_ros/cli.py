@@ -120,7 +120,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_calibrate(a: argparse.Namespace) -> int:
     from .calibrate import calibrate
 
-    print(json.dumps(calibrate(a.weights, data=a.data, scenes=a.scenes, seed=a.seed), indent=1))
+    print(json.dumps(calibrate(a.weights, data=a.data, scenes=a.scenes, seed=a.seed, steps=a.steps, samples=a.samples),
+                     indent=1))
     return 0
 
 
@@ -235,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", default="data/calib")
     c.add_argument("--scenes", type=int, default=12)
     c.add_argument("--seed", type=int, default=99)
+    c.add_argument("--steps", type=int, default=None, help="the generator's Euler steps to calibrate for (default: its default)")
+    c.add_argument("--samples", type=int, default=None, help="the generator's samples to calibrate for (default: its default)")
     c.set_defaults(fn=cmd_calibrate)
 
     rp = sub.add_parser("replay", help="play a rosbag2 through the node, record its outputs, write meshes")

@@ -12,6 +12,7 @@ patchified into 4^3 patches (512 tokens).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -526,6 +527,14 @@ class LearnedMethod:
         self.backend = make_backend(backend, self.model, onnx_dir, threads or 0, file_sha256(weights), engine_cache_dir,
                                     precision, force_rebuild)
         self.steps, self.samples, self.seed, self.guidance = steps, samples, seed, guidance
+        cal = weights_meta(weights).get("calibration", {}).get("sampler")
+        if cal and self.model.cfg.mode == "flow" and (cal["steps"], cal["samples"]) != (steps, samples):
+            # fewer samples or other steps change how sharp the mean occupancy is: the level and the
+            # confidence fitted for one sampler are off for another
+            logging.getLogger("amodalgen3d.model").warning(
+                f"{Path(weights).name} was calibrated for {cal['steps']} steps x {cal['samples']} samples, runs at "
+                f"{steps} x {samples}: surface level and confidence may be off (amodalgen3d calibrate --steps "
+                f"{steps} --samples {samples} on a copy)")
         # the generator's own samples as meshes too (each its own plausible completion), at most K
         self.hypotheses = min(hypotheses, samples) if self.model.cfg.mode == "flow" else 0
         self.fine_res = fine_res

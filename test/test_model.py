@@ -233,3 +233,21 @@ def test_hull_columns_match_the_per_voxel_test():
         c = np.stack(np.meshgrid(x, y, z, indexing="ij"), -1)
         want = np.all(c @ eq[:, :3].T + eq[:, 3] <= tol, axis=-1)
         assert ((z >= lo[..., None]) & (z <= hi[..., None]) == want).all()
+
+
+def test_calibration_records_its_sampler_and_another_sampler_is_warned_of(tmp_path, caplog):
+    """The level and the confidence are fitted at one sampler (fewer samples or other steps change
+    how sharp the mean occupancy is): calibrate records it, and a generator run at another says so."""
+    import logging
+
+    from amodalgen3d_ros.calibrate import calibrate
+
+    w = tmp_path / "w.safetensors"
+    M.save_weights(M.AmodalGen3D(SMALL), w)
+    calibrate(w, data=str(tmp_path / "calib"), scenes=1, views=(1,), steps=1, samples=2)
+    assert M.weights_meta(w)["calibration"]["sampler"] == {"steps": 1, "samples": 2}
+    with caplog.at_level(logging.WARNING, logger="amodalgen3d.model"):
+        M.LearnedMethod(w, steps=1, samples=2)
+        assert not caplog.records
+        M.LearnedMethod(w, steps=2, samples=8)
+    assert "calibrated for 1 steps x 2 samples, runs at 2 x 8" in caplog.text
