@@ -55,6 +55,17 @@ def test_duplicates_and_jumps_back_are_counted():
     assert s.add(1, 1_000_000_000, "LOOP") == [(1_000_000_000, ["loop", "LOOP"])]
 
 
+def test_a_frame_repeated_after_it_was_matched_is_a_duplicate_not_a_new_frame():
+    """Bug: a repeat was counted only while its first was still queued; once the first had been
+    matched (at once, now that callbacks only synchronize) the repeat matched again as a new frame
+    (fuzz: 228 duplicate-stamped frames, 0 counted)."""
+    s = StampSynchronizer(2)
+    assert s.add(0, 5_000_000_000, "a") == [] and len(s.add(1, 5_000_000_000, "A")) == 1
+    assert s.add(0, 5_000_000_000, "a again") == [] and s.add(1, 5_000_000_000, "A again") == []
+    assert s.counters.dropped_duplicate == 2 and s.counters.matched == 1 and s.pending() == 0
+    assert len(s.add(0, 5_033_000_000, "b")) == 0 and len(s.add(1, 5_033_000_000, "B")) == 1  # the next frame
+
+
 def test_bad_construction_is_refused():
     with pytest.raises(ValueError):
         StampSynchronizer(0)

@@ -133,7 +133,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
                 s = last_good
             else:
                 stamp += 33_000_000
-                s = stamp
+                s = last_good = stamp  # was never advanced: every "duplicate" repeated the first stamp
             for p, m in zip(pubs, _frame(kind, view, s, rng)):
                 p.publish(m)
             t_next += period

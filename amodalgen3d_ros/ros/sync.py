@@ -32,6 +32,9 @@ class StampSynchronizer:
         self.slop_ns = slop_ns
         self.jump_back_ns = jump_back_ns
         self.queues: list[deque[tuple[int, Any]]] = [deque() for _ in range(n_inputs)]
+        # stamps each stream had matched lately: a repeat arriving after its first was matched
+        # (the queue no longer holds it) is a duplicate too, not a new frame
+        self.matched_recent: list[deque[int]] = [deque(maxlen=queue_size) for _ in range(n_inputs)]
         self.counters = SyncCounters()
         self.last_matched_ns: int | None = None
         self.lock = threading.Lock()
@@ -45,9 +48,11 @@ class StampSynchronizer:
                 c.dropped_unmatched += sum(len(q) for q in self.queues)
                 for q in self.queues:
                     q.clear()
+                for m in self.matched_recent:
+                    m.clear()
                 self.last_matched_ns = None
             q = self.queues[index]
-            if any(s == stamp_ns for s, _ in q):
+            if stamp_ns in self.matched_recent[index] or any(s == stamp_ns for s, _ in q):
                 c.dropped_duplicate += 1
                 return []
             q.append((stamp_ns, item))
@@ -69,13 +74,17 @@ class StampSynchronizer:
                 best = min(range(len(q)), key=lambda k: abs(q[k][0] - pivot_stamp))
                 chosen.append(best if abs(q[best][0] - pivot_stamp) <= self.slop_ns else None)
             if all(k is not None for k in chosen):
-                items = [self.queues[0].popleft()[1]]
-                for q, k in zip(self.queues[1:], chosen):
+                first = self.queues[0].popleft()
+                self.matched_recent[0].append(first[0])
+                items = [first[1]]
+                for i, (q, k) in enumerate(zip(self.queues[1:], chosen), start=1):
                     assert k is not None
                     for _ in range(k):  # older partners can no longer match a later pivot
                         q.popleft()
                         self.counters.dropped_unmatched += 1
-                    items.append(q.popleft()[1])
+                    stamp, item = q.popleft()
+                    self.matched_recent[i].append(stamp)
+                    items.append(item)
                 self.counters.matched += 1
                 self.last_matched_ns = pivot_stamp
                 out.append((pivot_stamp, items))
