@@ -507,27 +507,28 @@ class LearnedMethod:
 
         self.hull_residual = hull_residual
         self.model = load_weights(weights)
+        meta = weights_meta(weights)
         self.prior = None
         if self.model.cfg.amodal_prior:
             from .amodal_prior import PRIOR_WEIGHTS, load_prior
 
             prior_path = Path(prior_weights or PRIOR_WEIGHTS)
             prior_net = load_prior(prior_path)
-            sha, want = file_sha256(prior_path), weights_meta(weights).get("prior_sha256")
+            sha, want = file_sha256(prior_path), meta.get("prior_sha256")
             if want and sha != want:
                 raise WeightsError(f"{weights} was trained with another 2D amodal prior than {prior_path}")
             self.prior = make_prior_runner(backend, prior_net, onnx_dir, threads or 0, sha)
         # the occupancy level of the surface: calibrated on validation scenes (not the benchmark's)
         # and stored in the weights' metadata by `amodalgen3d calibrate`; 0.5 if absent
-        self.level = level if level is not None else weights_meta(weights).get("level", 0.5)
+        self.level = level if level is not None else meta.get("level", 0.5)
         # how the field's slope becomes P(surface within 5 mm): fitted by the same command (the
         # slope alone over-states the surface's sharpness after short training); identity if absent
-        conf = weights_meta(weights).get("confidence", {})
+        conf = meta.get("confidence", {})
         self.sigma_scale, self.sigma_floor_m = conf.get("sigma_scale", 1.0), conf.get("sigma_floor_m", 0.0)
         self.backend = make_backend(backend, self.model, onnx_dir, threads or 0, file_sha256(weights), engine_cache_dir,
                                     precision, force_rebuild)
         self.steps, self.samples, self.seed, self.guidance = steps, samples, seed, guidance
-        cal = weights_meta(weights).get("calibration", {}).get("sampler")
+        cal = meta.get("calibration", {}).get("sampler")
         if cal and self.model.cfg.mode == "flow" and (cal["steps"], cal["samples"]) != (steps, samples):
             # fewer samples or other steps change how sharp the mean occupancy is: the level and the
             # confidence fitted for one sampler are off for another
