@@ -250,8 +250,11 @@ def cpu_info(path: str = "/proc/cpuinfo") -> dict:
         text = Path(path).read_text()
     except OSError:
         return {}
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    first: dict[str, str] = {}  # the first core's fields (every core reports the same)
+    for ln in text.splitlines():
+        key, _, value = ln.partition(":")
+        first.setdefault(key.strip(), value.strip())
+    model, flags = first.get("model name", ""), first.get("flags", "").split()
     vector = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4")))
     return {"cpu_model": model, "cpu_vector_flags": " ".join(vector)}
 

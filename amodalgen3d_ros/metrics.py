@@ -83,15 +83,21 @@ def confidence_auroc(vertices: np.ndarray, confidence: np.ndarray, gt_points: np
         return float("nan")
     err, _ = cKDTree(gt_points).query(vertices[inferred])
     c = confidence[inferred].astype(np.float64)
-    good, bad = c[err <= tol_m], c[err > tol_m]
-    if len(good) < min_each or len(bad) < min_each:
+    hit = err <= tol_m
+    if hit.sum() < min_each or (~hit).sum() < min_each:
         return float("nan")
-    # Mann-Whitney U from the ranks of the pooled confidences (average ranks for ties)
+    return auroc(c, hit)
+
+
+def auroc(confidence: np.ndarray, hit: np.ndarray) -> float:
+    """P(a hit's confidence > a miss's), ties counting half: Mann-Whitney U from the ranks of the
+    pooled confidences (average ranks for ties). Needs at least one hit and one miss."""
     from scipy.stats import rankdata
 
-    r = rankdata(np.concatenate([good, bad]))
-    u = r[:len(good)].sum() - len(good) * (len(good) + 1) / 2
-    return float(u / (len(good) * len(bad)))
+    hit = np.asarray(hit, bool)
+    r = rankdata(np.asarray(confidence, np.float64))
+    n_hit, n_miss = int(hit.sum()), int((~hit).sum())
+    return float((r[hit].sum() - n_hit * (n_hit + 1) / 2) / (n_hit * n_miss))
 
 
 def confidence_calibration_error(vertices: np.ndarray, confidence: np.ndarray, gt_points: np.ndarray,

@@ -15,7 +15,7 @@ from compare_weights import objects  # this folder
 from scipy.spatial import cKDTree
 
 from amodalgen3d_ros.calibrate import SIGMA_FLOORS_M, SIGMA_SCALES, TOL_M
-from amodalgen3d_ros.metrics import expected_calibration_error, sample_surface
+from amodalgen3d_ros.metrics import auroc, expected_calibration_error, sample_surface
 from amodalgen3d_ros.model import LearnedMethod, confidence_from_sigma
 
 W = "amodalgen3d_ros/weights/"
@@ -49,14 +49,6 @@ def conf(d: dict, scale: float, floor: float, gain: float) -> np.ndarray:
     # distance enters as one more independent error term: s^2 = (scale sigma)^2 + floor^2 + (gain d)^2
     return confidence_from_sigma(np.sqrt(d["sigma"] ** 2 + (gain * d["dist"] / max(scale, 1e-9)) ** 2), scale, floor,
                                  TOL_M)
-
-
-def auroc(c: np.ndarray, hit: np.ndarray) -> float:
-    from scipy.stats import rankdata
-
-    r = rankdata(c)
-    npos, nneg = hit.sum(), (~hit).sum()
-    return float((r[hit].sum() - npos * (npos + 1) / 2) / (npos * nneg))
 
 
 def fit(out: str) -> None:
