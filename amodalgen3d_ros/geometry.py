@@ -171,8 +171,9 @@ def register_view(ref: View, view: View, seed: int = 0, n_features: int = 3000,
     """Estimate T_ref_cam for ``view`` from the whole RGB-D frame (table and other objects too).
 
     SIFT matches lifted to 3D with depth, RANSAC over rigid transforms, then point-to-plane ICP
-    over both frames' clouds. A view is left out with fewer than ``min_inliers`` RANSAC inliers or
-    a depth consistency (the fitness) under ``min_fitness``.
+    over both frames' clouds (RANSAC's pose kept where ICP leaves the matches behind). A view is
+    left out with fewer than ``min_inliers`` RANSAC inliers or a depth consistency (the fitness)
+    under ``min_fitness``.
     """
     if ref.depth_m is None or view.depth_m is None:
         return Registration(None, 0.0, np.inf, 0, "no depth: unposed views need depth")
@@ -189,7 +190,8 @@ def register_view(ref: View, view: View, seed: int = 0, n_features: int = 3000,
     p1, ok1 = _lift(view, [k1[m.queryIdx] for m in good])
     p0, ok0 = _lift(ref, [k0[m.trainIdx] for m in good])
     ok = ok0 & ok1
-    T, inl = _ransac_rigid(p1[ok], p0[ok], rng)
+    ransac_inlier_m = 0.01
+    T, inl = _ransac_rigid(p1[ok], p0[ok], rng, inlier_m=ransac_inlier_m)
     n_inl = int(inl.sum())
     if T is None or n_inl < min_inliers:
         return Registration(None, 0.0, np.inf, n_inl, f"{n_inl} RANSAC inliers")
@@ -204,11 +206,20 @@ def register_view(ref: View, view: View, seed: int = 0, n_features: int = 3000,
                 src, dst, radius, T_cur, est,
                 o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
             T_cur = np.asarray(res.transformation)
+    rmse = float(res.inlier_rmse)
+    # ICP over frames that are mostly table can slide and turn along the plane (10 degrees on
+    # an evenly textured table) and still look consistent in depth; the feature matches RANSAC
+    # kept do not move with it. If most of them no longer agree, ICP left the right pose: keep
+    # RANSAC's.
+    a, b = p1[ok][inl], p0[ok][inl]
+    resid = np.linalg.norm(transform(T_cur, a) - b, axis=1)
+    if np.mean(resid < ransac_inlier_m) < 0.5:
+        T_cur = T
+        rmse = float(np.sqrt(np.mean(np.linalg.norm(transform(T, a) - b, axis=1) ** 2)))
     fitness = depth_consistency(ref, view, T_cur)
     if fitness < min_fitness:
-        return Registration(None, fitness, float(res.inlier_rmse), n_inl,
-                            f"depth consistency {fitness:.2f} < {min_fitness}")
-    return Registration(T_cur, fitness, float(res.inlier_rmse), n_inl)
+        return Registration(None, fitness, rmse, n_inl, f"depth consistency {fitness:.2f} < {min_fitness}")
+    return Registration(T_cur, fitness, rmse, n_inl)
 
 
 def depth_consistency(ref: View, view: View, T_ref_cam: np.ndarray, tol_m: float = 0.015,
