@@ -70,9 +70,10 @@ class Registration:
 
     T_ref_cam: np.ndarray | None  # (4, 4) maps this view's optical frame to the reference's
     fitness: float  # depth consistency with the reference view (see depth_consistency), 0..1
-    rmse_m: float
-    n_matches: int
+    rmse_m: float  # of the feature inliers after refinement; nan when registered by objects
+    n_matches: int  # RANSAC inliers, or objects seen in both views when registered by objects
     reason: str = ""  # why it was left out, empty if registered
+    method: str = "features"  # "features" (image features) or "objects" (shared instance labels)
 
     @property
     def ok(self) -> bool:
@@ -156,21 +157,34 @@ def _open3d_single_thread():
             o3d.utility.set_max_threads(n)
 
 
-def _frame_cloud(view: View, voxel_m: float) -> o3d.geometry.PointCloud:
+def _frame_cloud(view: View, voxel_m: float, colour: bool = False) -> o3d.geometry.PointCloud:
     assert view.depth_m is not None
-    pts, _ = backproject(view.depth_m, view.K, stride=2 * max(1, view.width // 320))
+    pts, vu = backproject(view.depth_m, view.K, stride=2 * max(1, view.width // 320))
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+    if colour:
+        pc.colors = o3d.utility.Vector3dVector(view.color[vu[:, 0], vu[:, 1]].astype(np.float64) / 255)
     pc = pc.voxel_down_sample(voxel_m)
     pc.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * voxel_m, max_nn=30))
     return pc
 
 
-def register_view(ref: View, view: View, seed: int = 0, n_features: int = 3000,
-                  min_inliers: int = 8, min_fitness: float = 0.7,
-                  icp_radius_m: float = 0.01) -> Registration:
-    """Estimate T_ref_cam for ``view`` from the whole RGB-D frame (table and other objects too).
+def register_view(ref: View, view: View, seed: int = 0, min_fitness: float = 0.7) -> Registration:
+    """Estimate T_ref_cam for ``view`` from the whole RGB-D frame (table and other objects too):
+    by image features, and where they fail (wide baselines: the table's texture seen from the
+    other side no longer matches) by the objects both views share on the support plane."""
+    r = register_by_features(ref, view, seed=seed, min_fitness=min_fitness)
+    if r.ok:
+        return r
+    o = register_by_objects(ref, view, seed=seed, min_fitness=min_fitness)
+    if o.ok:
+        return o
+    return replace(r, reason=f"{r.reason}; objects: {o.reason}")
 
-    SIFT matches lifted to 3D with depth, RANSAC over rigid transforms, then point-to-plane ICP
+
+def register_by_features(ref: View, view: View, seed: int = 0, n_features: int = 3000,
+                         min_inliers: int = 8, min_fitness: float = 0.7,
+                         icp_radius_m: float = 0.01) -> Registration:
+    """SIFT matches lifted to 3D with depth, RANSAC over rigid transforms, then point-to-plane ICP
     over both frames' clouds (RANSAC's pose kept where ICP leaves the matches behind). A view is
     left out with fewer than ``min_inliers`` RANSAC inliers or a depth consistency (the fitness)
     under ``min_fitness``.
@@ -220,6 +234,122 @@ def register_view(ref: View, view: View, seed: int = 0, n_features: int = 3000,
     if fitness < min_fitness:
         return Registration(None, fitness, rmse, n_inl, f"depth consistency {fitness:.2f} < {min_fitness}")
     return Registration(T_cur, fitness, rmse, n_inl)
+
+
+def _support_frame(view: View, rng: np.random.Generator) -> np.ndarray | None:
+    """T_cam_plane of the support plane under the background pixels: z along its normal towards
+    the camera, x along the optical axis laid on the plane, origin below the camera."""
+    assert view.depth_m is not None
+    pts, _ = backproject(view.depth_m, view.K, view.labels == 0, stride=2)
+    if len(pts) < 500:
+        return None
+    plane = _ransac_plane(pts, rng, thresh_m=0.008)
+    if plane is None:
+        return None
+    n, d = (plane[:3], plane[3]) if plane[3] > 0 else (-plane[:3], -plane[3])
+    x = np.array([0.0, 0.0, 1.0]) - n * n[2]
+    if np.linalg.norm(x) < 1e-3:  # looking straight down
+        x = np.array([1.0, 0.0, 0.0]) - n * n[0]
+    x /= np.linalg.norm(x)
+    T = np.eye(4)
+    T[:3, 0], T[:3, 1], T[:3, 2], T[:3, 3] = x, np.cross(n, x), n, -d * n
+    return T
+
+
+def _objects_on_plane(view: View, T_cam_plane: np.ndarray, min_px: int = 150,
+                      max_points: int = 800) -> dict[int, np.ndarray]:
+    """Each labelled object's measured points above the plane, in the plane frame."""
+    assert view.depth_m is not None
+    T_plane_cam = invert(T_cam_plane)
+    out = {}
+    for label in np.unique(view.labels):
+        if label == 0:
+            continue
+        pts, _ = backproject(view.depth_m, view.K, view.labels == label)
+        q = transform(T_plane_cam, pts)
+        q = q[q[:, 2] > 0.005]
+        if len(pts) >= min_px and len(q) >= min_px // 2:
+            out[int(label)] = q[:: max(1, len(q) // max_points)]
+    return out
+
+
+def _kabsch_2d(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ca, cb = a.mean(0), b.mean(0)
+    U, _, Vt = np.linalg.svd((a - ca).T @ (b - cb))
+    if np.linalg.det(Vt.T @ U.T) < 0:
+        Vt[1] *= -1
+    R = Vt.T @ U.T
+    return R, cb - R @ ca
+
+
+def _yaw_icp(src: dict[int, np.ndarray], dst: dict[int, np.ndarray], labels: list[int], yaw: float,
+             trees: dict, iters: int = 20) -> tuple[float, np.ndarray, np.ndarray]:
+    """ICP in the plane (yaw and 2D shift; the planes fix the rest) from ``yaw``, each object's
+    points matched only to the same object's. Returns the share of points within 1 cm, R, t."""
+    R = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+    t = np.mean([dst[k][:, :2].mean(0) - R @ src[k][:, :2].mean(0) for k in labels], axis=0)
+    for it in range(iters + 1):
+        radius = 0.05 if it < 7 else 0.025 if it < 14 else 0.012
+        a_all, b_all, within = [], [], 0
+        for k in labels:
+            a = src[k].copy()
+            a[:, :2] = a[:, :2] @ R.T + t
+            dist, idx = trees[k].query(a, distance_upper_bound=radius)
+            m = np.isfinite(dist)
+            within += int((dist < 0.01).sum())
+            a_all.append(src[k][m, :2])
+            b_all.append(dst[k][idx[m], :2])
+        if it == iters:
+            break
+        a2, b2 = np.concatenate(a_all), np.concatenate(b_all)
+        if len(a2) < 20:
+            return 0.0, R, t
+        R, t = _kabsch_2d(a2, b2)
+    return within / sum(len(src[k]) for k in labels), R, t
+
+
+def register_by_objects(ref: View, view: View, seed: int = 0, min_share: float = 0.6,
+                        min_fitness: float = 0.7, icp_radius_m: float = 0.01) -> Registration:
+    """Register by what the views contract promises: the same label is the same object in
+    every view. Both support planes fix height and tilt; the shared objects' points, matched
+    label to label, fix the turn and shift on the plane (ICP from 12 headings); coloured ICP over
+    both frames then settles it on the table's texture. Accepted when at least ``min_share`` of
+    the objects' points land within 1 cm and the depth consistency reaches ``min_fitness``."""
+    from scipy.spatial import cKDTree
+
+    if ref.depth_m is None or view.depth_m is None:
+        return Registration(None, 0.0, np.inf, 0, "no depth: unposed views need depth", "objects")
+    rng = np.random.default_rng(seed)
+    F_ref, F_view = _support_frame(ref, rng), _support_frame(view, rng)
+    if F_ref is None or F_view is None:
+        return Registration(None, 0.0, np.inf, 0, "no support plane", "objects")
+    dst, src = _objects_on_plane(ref, F_ref), _objects_on_plane(view, F_view)
+    labels = sorted(set(src) & set(dst))
+    if not labels:
+        return Registration(None, 0.0, np.inf, 0, "no object seen in both", "objects")
+    trees = {k: cKDTree(dst[k]) for k in labels}
+    share, R, t = max((_yaw_icp(src, dst, labels, yaw, trees) for yaw in np.radians(np.arange(0, 360, 30))),
+                      key=lambda r: r[0])
+    if share < min_share:
+        return Registration(None, 0.0, np.inf, len(labels), f"objects' points agree {share:.2f} < {min_share}", "objects")
+    M = np.eye(4)
+    M[:2, :2], M[:2, 3] = R, t
+    T = F_ref @ M @ invert(F_view)
+    voxel = icp_radius_m / 2
+    with _open3d_single_thread():
+        a, b = _frame_cloud(view, voxel, colour=True), _frame_cloud(ref, voxel, colour=True)
+        for radius in (4 * icp_radius_m, 2 * icp_radius_m, icp_radius_m):
+            try:
+                res = o3d.pipelines.registration.registration_colored_icp(
+                    a, b, radius, T, o3d.pipelines.registration.TransformationEstimationForColoredICP(lambda_geometric=0.9),
+                    o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
+            except RuntimeError:  # no correspondences within the radius: keep what we have
+                break
+            T = np.asarray(res.transformation)
+    fitness = depth_consistency(ref, view, T)
+    if fitness < min_fitness:
+        return Registration(None, fitness, np.inf, len(labels), f"depth consistency {fitness:.2f} < {min_fitness}", "objects")
+    return Registration(T, fitness, float("nan"), len(labels), "", "objects")
 
 
 def depth_consistency(ref: View, view: View, T_ref_cam: np.ndarray, tol_m: float = 0.015,

@@ -122,7 +122,7 @@ def reconstruct(views: list[View], target_id: int, method: str | tuple[str, Meth
         if r is None:
             regs.append({"view": i, "pose": "given"})
         else:
-            regs.append({"view": i, "registered": r.ok, "fitness": round(r.fitness, 3), "reason": r.reason})
+            regs.append({"view": i, "registered": r.ok, "by": r.method, "fitness": round(r.fitness, 3), "reason": r.reason})
     return Reconstruction(mesh, obs.frame, target_id, name, len(obs.used_views()),
                           obs.fused.visible_fraction, time.perf_counter() - t0, conf, colors, regs, hypotheses)
 
