@@ -67,6 +67,47 @@ def test_registration_keeps_ransac_pose_when_icp_slides_along_the_table():
     assert np.linalg.norm(r.T_ref_cam[:3, 3] - T_true[:3, 3]) < 0.01
 
 
+def _unposed(sc):
+    return [View(v.color, v.depth_m, v.K, v.labels, None, name=v.name) for v in sc.views]
+
+
+def _pose_error(sc, i, j, T):
+    T_true = G.invert(sc.views[i].T_world_cam) @ sc.views[j].T_world_cam
+    return G.rotation_error_deg(T[:3, :3], T_true[:3, :3]), float(np.linalg.norm(T[:3, 3] - T_true[:3, 3]))
+
+
+def test_objects_register_a_view_that_image_features_cannot():
+    """Held-out scene 0 (seed 1234), view 1 seen from across the table: 1 RANSAC inlier among the
+    SIFT matches; the objects both views share place it within a degree and a centimetre."""
+    sc = synth.render_scene(1234, "heldout", 0)
+    v = _unposed(sc)
+    assert not G.register_by_features(v[0], v[1], seed=1).ok
+    r = G.register_view(v[0], v[1], seed=1)
+    assert r.ok and r.method == "objects"
+    rot, tr = _pose_error(sc, 0, 1, r.T_ref_cam)
+    assert rot < 1.0 and tr < 0.01
+
+
+def test_objects_registration_refuses_without_shared_objects_or_with_swapped_labels():
+    sc = synth.render_scene(1234, "heldout", 0)
+    v = _unposed(sc)
+    alone = View(v[1].color, v[1].depth_m, v[1].K, np.where(v[1].labels > 0, 250, 0).astype(v[1].labels.dtype), None)
+    r = G.register_by_objects(v[0], alone, seed=1)
+    assert not r.ok and r.reason == "no object seen in both"
+    # a tracker that swapped two objects' labels: refused, or still the right pose, never a wrong one
+    ids = [k for k in np.unique(v[1].labels) if k]
+    refused = 0
+    for a, b in [(0, 1), (0, 2), (1, 2), (0, 3)]:
+        swapped = v[1].labels.copy()
+        swapped[v[1].labels == ids[a]], swapped[v[1].labels == ids[b]] = ids[b], ids[a]
+        r = G.register_by_objects(v[0], View(v[1].color, v[1].depth_m, v[1].K, swapped, None), seed=1)
+        if r.ok:
+            rot, tr = _pose_error(sc, 0, 1, r.T_ref_cam)
+            assert rot < 2.0 and tr < 0.02, (a, b)
+        refused += not r.ok
+    assert refused >= 1
+
+
 def test_posed_views_keep_their_poses(scene0):
     poses = G.resolve_poses(scene0.views[:3])
     assert poses.frame == "world"
