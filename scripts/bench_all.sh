@@ -16,7 +16,7 @@ $amo bench --split heldout --data data/heldout120 --scenes 30 --views 2,4 --unpo
   --methods amodalgen3d,amodal_regressor,support_hull --out bench_out/unposed
 $amo bench --split heldout --no-depth-noise --scenes 30 --views 1,4 \
   --methods amodalgen3d,amodal_regressor,support_hull --out bench_out/clean_depth
-$amo bench --poses --scenes 60 --out bench_out/poses
+$amo bench --poses --split heldout --data data/heldout120 --scenes 60 --out bench_out/poses
 # quiet machine for these: nothing else running
 $amo bench --speed --views 1,4 --repeats 7 --out bench_out/speed
 $amo bench --node --rate 30 --seconds 40 --objects 5 --out bench_out/node
