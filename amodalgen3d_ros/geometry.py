@@ -425,19 +425,26 @@ def _fingerprint(v: View) -> int:
     return c
 
 
-def register_cached(ref: View, view: View, seed: int) -> Registration:
-    """register_view, remembered per (reference frame, frame) pair: the node reconstructs a track
-    again as its views change, and most pairs are the same as last time. Keyed by the frames'
-    stamps and a fingerprint of their pixels, not object identity: the node's frames reach the
-    reconstruction process as new objects each time, and a reused stamp with new data must miss."""
-    key = (ref.stamp_s, _fingerprint(ref), view.stamp_s, _fingerprint(view))
+def register_cached(ref: View, view: View, seed: int, by: str = "any") -> Registration:
+    """register_view (``by``: "any"; or only "features" or "objects"), remembered per
+    (reference frame, frame) pair: the node reconstructs a track again as its views change, and
+    most pairs are the same as last time. Keyed by the frames' stamps and a fingerprint of their
+    pixels, not object identity: the node's frames reach the reconstruction process as new
+    objects each time, and a reused stamp with new data must miss."""
+    key = (by, ref.stamp_s, _fingerprint(ref), view.stamp_s, _fingerprint(view))
     hit = _REGISTRATIONS.get(key)
     if hit is not None:
         _REGISTRATIONS.move_to_end(key)
         return replace(hit)
     # RANSAC's seed follows from the pair alone, so a cached result equals a fresh one whatever
     # order the pairs were first met in (replays give the same meshes)
-    r = register_view(ref, view, seed=seed + zlib.crc32(f"{ref.stamp_s:.6f}/{view.stamp_s:.6f}".encode()))
+    pair_seed = seed + zlib.crc32(f"{ref.stamp_s:.6f}/{view.stamp_s:.6f}".encode())
+    if by == "features":
+        r = register_by_features(ref, view, seed=pair_seed)
+    elif by == "objects":
+        r = register_by_objects(ref, view, seed=pair_seed)
+    else:
+        r = register_view(ref, view, seed=pair_seed)
     _REGISTRATIONS[key] = replace(r)
     while len(_REGISTRATIONS) > _REGISTRATION_CACHE_SIZE:
         _REGISTRATIONS.popitem(last=False)
@@ -447,33 +454,45 @@ def register_cached(ref: View, view: View, seed: int) -> Registration:
 def resolve_poses(views: list[View], seed: int = 0) -> ViewPoses:
     """Given poses when every view has one (world frame); else register to the reference view.
 
-    A view that fails to register directly to the reference is tried against the views already
-    registered, and chained through them.
+    Image features first, for every view: straight to the reference, then chained through the
+    views registered so far until none is added. Only then the shared objects, the same way:
+    their poses are a few millimetres less precise (median 3-5 mm against 1-2), so a chain of
+    feature registrations is preferred to a direct one by objects.
     """
     if all(v.T_world_cam is not None for v in views):
         return ViewPoses([np.asarray(v.T_world_cam) for v in views], "world", [None] * len(views))
-    T: list[np.ndarray | None] = [np.eye(4)] + [None] * (len(views) - 1)
-    regs: list[Registration | None] = [Registration(np.eye(4), 1.0, 0.0, 0)] + [None] * (len(views) - 1)
-    for i in range(1, len(views)):
-        r = register_cached(views[0], views[i], seed=seed)
-        regs[i] = r
-        if r.ok:
-            T[i] = r.T_ref_cam
-    for i in range(1, len(views)):  # second chance: chain through a registered neighbour
-        if T[i] is not None:
-            continue
-        for j in sorted(range(1, len(views)), key=lambda j: abs(j - i)):
-            Tj = T[j]
-            if j == i or Tj is None:
-                continue
-            r = register_cached(views[j], views[i], seed=seed)
-            if r.ok:
-                assert r.T_ref_cam is not None
-                T[i] = Tj @ r.T_ref_cam
-                r.T_ref_cam = T[i]
-                r.reason = f"chained through view {j}"
-                regs[i] = r
-                break
+    n = len(views)
+    T: list[np.ndarray | None] = [np.eye(4)] + [None] * (n - 1)
+    regs: list[Registration | None] = [Registration(np.eye(4), 1.0, 0.0, 0)] + [None] * (n - 1)
+
+    def accept(i: int, r: Registration, through: int) -> None:
+        Tj = T[through]
+        assert r.T_ref_cam is not None and Tj is not None
+        T[i] = Tj @ r.T_ref_cam
+        regs[i] = replace(r, T_ref_cam=T[i], reason=f"chained through view {through}" if through else "")
+
+    for by in ("features", "objects"):
+        for i in range(1, n):
+            if T[i] is None:
+                r = register_cached(views[0], views[i], seed=seed, by=by)
+                if r.ok:
+                    accept(i, r, 0)
+                else:  # why it failed, by every means tried
+                    prev = regs[i]
+                    regs[i] = r if prev is None else replace(r, reason=f"{prev.reason}; {by}: {r.reason}")
+        added = True
+        while added:
+            added = False
+            for i in range(1, n):
+                if T[i] is not None:
+                    continue
+                for j in sorted(range(1, n), key=lambda j: abs(j - i)):
+                    if j != i and T[j] is not None:
+                        r = register_cached(views[j], views[i], seed=seed, by=by)
+                        if r.ok:
+                            accept(i, r, j)
+                            added = True
+                            break
     return ViewPoses(T, "reference_camera", regs)
 
 

@@ -139,8 +139,9 @@ def test_registrations_are_remembered_per_frame_pair(scene0, monkeypatch):
              for i, v in enumerate(scene0.views[:3])]
     first = G.resolve_poses(views)
     calls = []
-    real = G.register_view
-    monkeypatch.setattr(G, "register_view", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for name in ("register_view", "register_by_features", "register_by_objects"):
+        real = getattr(G, name)
+        monkeypatch.setattr(G, name, lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
     again = G.resolve_poses(views[:2] + [views[2]])
     assert calls == []  # every pair came from the cache
     for a, b in zip(first.T_out_cam, again.T_out_cam):
@@ -152,6 +153,12 @@ def test_registration_is_a_function_of_the_frames_alone(scene0):
     and a replayed bag gave other meshes. The same pair must give bit-identical poses."""
     ref, view = scene0.views[0], scene0.views[1]
     Ts = [G.register_view(ref, view, seed=3).T_ref_cam for _ in range(4)]
+    assert Ts[0] is not None
+    for T in Ts[1:]:
+        np.testing.assert_array_equal(T, Ts[0])
+    # by objects too (support planes, label-to-label ICP, coloured ICP)
+    v = _unposed(synth.render_scene(1234, "heldout", 0))
+    Ts = [G.register_by_objects(v[0], v[1], seed=3).T_ref_cam for _ in range(3)]
     assert Ts[0] is not None
     for T in Ts[1:]:
         np.testing.assert_array_equal(T, Ts[0])
