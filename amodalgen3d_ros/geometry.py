@@ -8,8 +8,10 @@ from __future__ import annotations
 import threading
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -168,6 +170,25 @@ def _frame_cloud(view: View, voxel_m: float, colour: bool = False) -> o3d.geomet
     return pc
 
 
+_FRAMES: OrderedDict[tuple, Any] = OrderedDict()
+_FRAME_CACHE_SIZE = 32
+
+
+def _per_frame(view: View, kind: tuple, make: Callable[[], Any]) -> Any:
+    """A frame's image features or point cloud, made once: each frame meets several others in
+    registration (the reference every view, chains their neighbours), and the node registers a
+    track's frames again as its views change. Neither is changed by its users."""
+    key = (kind, view.stamp_s, _fingerprint(view))
+    hit = _FRAMES.get(key)
+    if hit is None:
+        hit = _FRAMES[key] = make()
+        while len(_FRAMES) > _FRAME_CACHE_SIZE:
+            _FRAMES.popitem(last=False)
+    else:
+        _FRAMES.move_to_end(key)
+    return hit
+
+
 def register_view(ref: View, view: View, seed: int = 0, min_fitness: float = 0.7) -> Registration:
     """Estimate T_ref_cam for ``view`` from the whole RGB-D frame (table and other objects too):
     by image features, and where they fail (wide baselines: the table's texture seen from the
@@ -192,8 +213,8 @@ def register_by_features(ref: View, view: View, seed: int = 0, n_features: int =
     if ref.depth_m is None or view.depth_m is None:
         return Registration(None, 0.0, np.inf, 0, "no depth: unposed views need depth")
     rng = np.random.default_rng(seed)
-    k0, d0 = _features(ref, n_features)
-    k1, d1 = _features(view, n_features)
+    k0, d0 = _per_frame(ref, ("sift", n_features), lambda: _features(ref, n_features))
+    k1, d1 = _per_frame(view, ("sift", n_features), lambda: _features(view, n_features))
     if d0 is None or d1 is None or len(k0) < min_inliers or len(k1) < min_inliers:
         return Registration(None, 0.0, np.inf, 0, "too few image features")
     matcher = cv2.BFMatcher(cv2.NORM_L2)
@@ -211,7 +232,8 @@ def register_by_features(ref: View, view: View, seed: int = 0, n_features: int =
         return Registration(None, 0.0, np.inf, n_inl, f"{n_inl} RANSAC inliers")
     voxel = icp_radius_m / 2
     with _open3d_single_thread():
-        src, dst = _frame_cloud(view, voxel), _frame_cloud(ref, voxel)
+        src = _per_frame(view, ("cloud", voxel), lambda: _frame_cloud(view, voxel))
+        dst = _per_frame(ref, ("cloud", voxel), lambda: _frame_cloud(ref, voxel))
         est = o3d.pipelines.registration.TransformationEstimationPointToPlane()
         T_cur = T
         # Coarse-to-fine ICP: a wide radius absorbs RANSAC's error, a tight one settles it.
@@ -340,7 +362,8 @@ def register_by_objects(ref: View, view: View, seed: int = 0, min_share: float =
     T = F_ref @ M @ invert(F_view)
     voxel = icp_radius_m / 2
     with _open3d_single_thread():
-        a, b = _frame_cloud(view, voxel, colour=True), _frame_cloud(ref, voxel, colour=True)
+        a = _per_frame(view, ("coloured cloud", voxel), lambda: _frame_cloud(view, voxel, colour=True))
+        b = _per_frame(ref, ("coloured cloud", voxel), lambda: _frame_cloud(ref, voxel, colour=True))
         for radius in (4 * icp_radius_m, 2 * icp_radius_m, icp_radius_m):
             try:
                 res = o3d.pipelines.registration.registration_colored_icp(
