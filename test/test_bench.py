@@ -68,3 +68,17 @@ def test_cpu_info_names_the_host_speed_figures_come_from(tmp_path):
                  "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Gold 6430\nflags\t\t: fpu sse4_2 avx2 fma avx512f amx_tile\n")
     assert cpu_info(str(f)) == {"cpu_model": "Intel(R) Xeon(R) Gold 6430", "cpu_vector_flags": "amx_tile avx2 avx512f fma sse4_2"}
     assert cpu_info(str(tmp_path / "absent")) == {}
+
+
+def test_pose_bench_rows_say_how_each_view_was_registered(scene_dir):
+    from amodalgen3d_ros.bench import bench_poses_scene
+
+    rows = bench_poses_scene((str(scene_dir), BenchConfig()))
+    assert [r["view"] for r in rows] == list(range(1, 8))
+    for r in rows:
+        assert 0 <= r["baseline_deg"] <= 180
+        if r["registered"]:
+            assert r["by"] in ("features", "objects") and r["rot_err_deg"] >= 0 and r["trans_err_mm"] >= 0
+        else:
+            assert r["by"] == "" and r["reason"]
+    assert any(r["registered"] for r in rows)
