@@ -448,8 +448,8 @@ def _fingerprint(v: View) -> int:
     return c
 
 
-def register_cached(ref: View, view: View, seed: int, by: str = "any") -> Registration:
-    """register_view (``by``: "any"; or only "features" or "objects"), remembered per
+def register_cached(ref: View, view: View, seed: int, by: str) -> Registration:
+    """register_by_features or register_by_objects (``by``), remembered per
     (reference frame, frame) pair: the node reconstructs a track again as its views change, and
     most pairs are the same as last time. Keyed by the frames' stamps and a fingerprint of their
     pixels, not object identity: the node's frames reach the reconstruction process as new
@@ -467,7 +467,7 @@ def register_cached(ref: View, view: View, seed: int, by: str = "any") -> Regist
     elif by == "objects":
         r = register_by_objects(ref, view, seed=pair_seed)
     else:
-        r = register_view(ref, view, seed=pair_seed)
+        raise ValueError(f"by: 'features' or 'objects', not {by!r}")
     _REGISTRATIONS[key] = replace(r)
     while len(_REGISTRATIONS) > _REGISTRATION_CACHE_SIZE:
         _REGISTRATIONS.popitem(last=False)

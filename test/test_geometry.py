@@ -139,7 +139,7 @@ def test_registrations_are_remembered_per_frame_pair(scene0, monkeypatch):
              for i, v in enumerate(scene0.views[:3])]
     first = G.resolve_poses(views)
     calls = []
-    for name in ("register_view", "register_by_features", "register_by_objects"):
+    for name in ("register_by_features", "register_by_objects"):
         real = getattr(G, name)
         monkeypatch.setattr(G, name, lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
     again = G.resolve_poses(views[:2] + [views[2]])
