@@ -189,23 +189,12 @@ def _per_frame(view: View, kind: tuple, make: Callable[[], Any]) -> Any:
     return hit
 
 
-def register_view(ref: View, view: View, seed: int = 0, min_fitness: float = 0.7) -> Registration:
-    """Estimate T_ref_cam for ``view`` from the whole RGB-D frame (table and other objects too):
-    by image features, and where they fail (wide baselines: the table's texture seen from the
-    other side no longer matches) by the objects both views share on the support plane."""
-    r = register_by_features(ref, view, seed=seed, min_fitness=min_fitness)
-    if r.ok:
-        return r
-    o = register_by_objects(ref, view, seed=seed, min_fitness=min_fitness)
-    if o.ok:
-        return o
-    return replace(r, reason=f"{r.reason}; objects: {o.reason}")
-
-
 def register_by_features(ref: View, view: View, seed: int = 0, n_features: int = 3000,
                          min_inliers: int = 8, min_fitness: float = 0.7,
                          icp_radius_m: float = 0.01) -> Registration:
-    """SIFT matches lifted to 3D with depth, RANSAC over rigid transforms, then point-to-plane ICP
+    """Estimate T_ref_cam for ``view`` from the whole RGB-D frame (table and other objects too).
+
+    SIFT matches lifted to 3D with depth, RANSAC over rigid transforms, then point-to-plane ICP
     over both frames' clouds (RANSAC's pose kept where ICP leaves the matches behind). A view is
     left out with fewer than ``min_inliers`` RANSAC inliers or a depth consistency (the fitness)
     under ``min_fitness``.
