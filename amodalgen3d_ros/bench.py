@@ -121,7 +121,7 @@ def bench_scene(args: tuple) -> list[dict]:
                 row["confidence_auroc"] = confidence_auroc(verts, rec.vertex_confidence, pts)
                 # one query of the truth serves the object's ECE and the pooled one (its bins)
                 bins = confidence_bins(verts, rec.vertex_confidence, pts)
-                row["confidence_ece"] = ece_from_bins(bins, min_count=10)  # as confidence_calibration_error
+                row["confidence_ece"] = ece_from_bins(bins, min_count=10)  # NaN: fewer than 10 inferred
                 if np.isfinite(row["confidence_ece"]):  # some vertices were inferred
                     row["confidence_bins"] = bins.tolist()
                 row["n_views_used"] = rec.n_views_used

@@ -100,15 +100,6 @@ def auroc(confidence: np.ndarray, hit: np.ndarray) -> float:
     return float((r[hit].sum() - n_hit * (n_hit + 1) / 2) / (n_hit * n_miss))
 
 
-def confidence_calibration_error(vertices: np.ndarray, confidence: np.ndarray, gt_points: np.ndarray,
-                                 tol_m: float = 0.005, bins: int = 10, min_count: int = 10) -> float:
-    """Expected calibration error of per-vertex confidence read as P(within ``tol_m`` of the
-    truth), on the inferred vertices (confidence < 1): the count-weighted mean over equal-width
-    confidence bins of |mean confidence - fraction within tol|. 0 is calibrated; NaN when fewer
-    than ``min_count`` vertices were inferred."""
-    return ece_from_bins(confidence_bins(vertices, confidence, gt_points, tol_m, bins), min_count)
-
-
 def expected_calibration_error(confidence: np.ndarray, hit: np.ndarray, bins: int = 10) -> float:
     """The count-weighted mean over equal-width confidence bins of |mean confidence - fraction of
     hits| (confidence in [0, 1], hit bool, same length)."""

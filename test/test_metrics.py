@@ -63,16 +63,21 @@ def test_confidence_auroc_ranks_errors():
     assert np.isnan(confidence_auroc(v, np.r_[np.full(50, 0.9), np.ones(50)], gt))
 
 
-def test_confidence_calibration_error():
-    from amodalgen3d_ros.metrics import confidence_calibration_error
+def test_confidence_ece_of_an_object():
+    """The bench's per-object ECE: the inferred vertices' (confidence < 1) calibration bins."""
+    from amodalgen3d_ros.metrics import confidence_bins, ece_from_bins
+
+    def ece(conf):
+        return ece_from_bins(confidence_bins(v, conf, gt), min_count=10)
 
     v, gt = plane_and_vertices(60, 40)
     # 60 % are within 5 mm: a confidence of 0.6 everywhere is calibrated, 0.95 is not
-    assert confidence_calibration_error(v, np.full(100, 0.6), gt) < 1e-9
-    assert abs(confidence_calibration_error(v, np.full(100, 0.95), gt) - 0.35) < 1e-9
+    assert ece(np.full(100, 0.6)) < 1e-9
+    assert abs(ece(np.full(100, 0.95)) - 0.35) < 1e-9
     # confident where right and doubtful where wrong, each exactly: calibrated too
-    assert confidence_calibration_error(v, np.r_[np.full(60, 0.999), np.full(40, 0.0)], gt) < 0.01
-    assert np.isnan(confidence_calibration_error(v, np.ones(100), gt))  # nothing inferred
+    assert ece(np.r_[np.full(60, 0.999), np.full(40, 0.0)]) < 0.01
+    assert np.isnan(ece(np.ones(100)))  # nothing inferred
+    assert np.isnan(ece(np.r_[np.full(9, 0.5), np.ones(91)]))  # too few inferred to say
 
 
 def test_pooled_calibration_bins_add_up_over_objects():
