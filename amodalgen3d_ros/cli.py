@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="choose a learned method's surface level on fresh validation scenes")
     c.add_argument("weights")
     c.add_argument("--data", default="data/calib")
-    c.add_argument("--scenes", type=int, default=12)
+    c.add_argument("--scenes", type=int, default=96)
     c.add_argument("--seed", type=int, default=99)
     c.add_argument("--steps", type=int, default=None, help="the generator's Euler steps to calibrate for (default: its default)")
     c.add_argument("--samples", type=int, default=None, help="the generator's samples to calibrate for (default: its default)")

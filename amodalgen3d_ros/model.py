@@ -521,6 +521,9 @@ class LearnedMethod:
         # the occupancy level of the surface: calibrated on validation scenes (not the benchmark's)
         # and stored in the weights' metadata by `amodalgen3d calibrate`; 0.5 if absent
         self.level = level if level is not None else meta.get("level", 0.5)
+        # and per view count where calibrated so (a level given here holds for every count)
+        self.level_by_views = {} if level is not None else {
+            int(n): float(lv) for n, lv in meta.get("level_by_views", {}).items()}
         # how the field's slope becomes P(surface within 5 mm): fitted by the same command (the
         # slope alone over-states the surface's sharpness after short training); identity if absent
         conf = meta.get("confidence", {})
@@ -542,6 +545,12 @@ class LearnedMethod:
         self.threads = threads
         self.fcfg = FeatureConfig(res=self.model.cfg.res, crop=self.model.cfg.crop, max_views=self.model.cfg.max_views,
                                   amodal_prior=self.model.cfg.amodal_prior)
+
+    def level_for(self, n_views: int) -> float:
+        """The surface level for a field from n views: that of the largest calibrated view count
+        not above n (3 views take 2's), else the pooled one."""
+        counts = [n for n in self.level_by_views if n <= n_views]
+        return self.level_by_views[max(counts)] if counts else self.level
 
     def occupancy_samples(self, mi: ModelInputs) -> tuple[np.ndarray, np.ndarray]:
         """Mean occupancy probability (R, R, R) and each sample's own (K, R, R, R) (the
@@ -600,7 +609,7 @@ class LearnedMethod:
             return fine
 
         return {"field": complete(prob), "tsdf": ev.tsdf, "band": band, "grid": grid, "mi": mi,
-                "hypotheses": [complete(p) for p in each[: self.hypotheses]]}
+                "hypotheses": [complete(p) for p in each[: self.hypotheses]], "n_views": len(obs.used_views())}
 
     def mesh(self, fd: dict, level: float):
         """Closed mesh (output frame) and per-vertex confidence at a surface level."""
@@ -634,10 +643,11 @@ class LearnedMethod:
         """(mesh, per-vertex confidence), and with hypotheses > 0 also the first K samples' meshes
         (each through the same agreement with what was seen, confidence not read for them)."""
         fd = self.field(obs)
-        mesh, conf = self.mesh(fd, self.level)
+        level = self.level_for(fd["n_views"])
+        mesh, conf = self.mesh(fd, level)
         if not self.hypotheses:
             return mesh, conf
-        return mesh, conf, [self.mesh({**fd, "field": h}, self.level)[0] for h in fd["hypotheses"]]
+        return mesh, conf, [self.mesh({**fd, "field": h}, level)[0] for h in fd["hypotheses"]]
 
 
 def surface_sigma(field: np.ndarray, grid, vertices: np.ndarray) -> np.ndarray:

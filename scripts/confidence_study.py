@@ -4,8 +4,12 @@ the nearest measured surface. Fitted on the calibration scenes, judged on held-o
 *validation* scenes (another seed than the benchmark's 1234, never its scenes).
 
     .venv/bin/amodalgen3d synth --out data/heldout_val555 --scenes 24 --seed 555 --split heldout
-    .venv/bin/python scripts/confidence_study.py collect runs/conf_study
-    .venv/bin/python scripts/confidence_study.py fit runs/conf_study
+    .venv/bin/python scripts/confidence_study.py collect runs/conf_study calib=data/calib heldout_val=data/heldout_val555
+    .venv/bin/python scripts/confidence_study.py fit runs/conf_study calib heldout_val
+    .venv/bin/python scripts/confidence_study.py families runs/conf_study heldout_val=data/heldout_val555
+
+`families` prints, per shape family, the confidence each file's stored fit states and how often
+the inferred vertices are within 5 mm.
 """
 import sys
 from pathlib import Path
@@ -14,26 +18,26 @@ import numpy as np
 from compare_weights import objects  # this folder
 from scipy.spatial import cKDTree
 
+from amodalgen3d_ros import synth
 from amodalgen3d_ros.calibrate import SIGMA_FLOORS_M, SIGMA_SCALES, TOL_M
 from amodalgen3d_ros.metrics import auroc, expected_calibration_error, sample_surface
 from amodalgen3d_ros.model import LearnedMethod, confidence_from_sigma
 
 W = "amodalgen3d_ros/weights/"
 FILES = {"amodalgen3d": W + "amodalgen3d_flow.safetensors", "amodal_regressor": W + "amodal_regressor.safetensors"}
-SETS = {"calib": "data/calib", "heldout_val": "data/heldout_val555"}
 DIST_GAINS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6)
 
 
-def collect(out: str) -> None:
+def collect(out: str, sets: dict[str, str]) -> None:
     Path(out).mkdir(parents=True, exist_ok=True)
     for name, w in FILES.items():
         m = LearnedMethod(w, backend="onnxruntime", threads=2)
-        for set_name, data in SETS.items():
+        for set_name, data in sets.items():
             if Path(f"{out}/{name}_{set_name}.npz").exists():
                 continue
             cols: dict[str, list] = {"sigma": [], "dist": [], "views": [], "hit": [], "object": []}
             for i, (_, n, obs, gt) in enumerate(objects(data, 0, 1)):
-                mesh, sigma, measured = m.mesh_and_sigma(m.field(obs), m.level)
+                mesh, sigma, measured = m.mesh_and_sigma(m.field(obs), m.level_for(n))
                 v = mesh.vertices
                 err, _ = cKDTree(sample_surface(gt, 20000, 0)).query(v[~measured])
                 # distance to the nearest measured vertex: how far the shape was extrapolated
@@ -51,9 +55,9 @@ def conf(d: dict, scale: float, floor: float, gain: float) -> np.ndarray:
                                  TOL_M)
 
 
-def fit(out: str) -> None:
+def fit(out: str, calib: str, heldout: str) -> None:
     for name in FILES:
-        cal, ho = (dict(np.load(f"{out}/{name}_{s}.npz")) for s in SETS)
+        cal, ho = (dict(np.load(f"{out}/{name}_{s}.npz")) for s in (calib, heldout))
         for gains in ((0.0,), DIST_GAINS):
             brier, s, f, g = min((float(np.mean((conf(cal, s, f, g) - cal["hit"]) ** 2)), s, f, g)
                                  for s in SIGMA_SCALES for f in SIGMA_FLOORS_M for g in gains)
@@ -69,5 +73,29 @@ def fit(out: str) -> None:
             print(f"  calib: {cells[0]}\n  heldout_val: {cells[1]}")
 
 
+def families(out: str, set_name: str, data: str) -> None:
+    import json
+
+    from amodalgen3d_ros.model import weights_meta
+
+    fams = [json.loads((sc / "gt" / "gt.json").read_text())["family"] for sc in synth.scene_dirs(data)]
+    for name, w in FILES.items():
+        fit = weights_meta(w)["confidence"]
+        d = dict(np.load(f"{out}/{name}_{set_name}.npz"))
+        c = confidence_from_sigma(d["sigma"], fit["sigma_scale"], fit["sigma_floor_m"], TOL_M)
+        fam = np.array([fams[int(i) // 3] for i in d["object"]])  # objects(): 3 per scene, at 1, 2, 4 views
+        print(f"{name} on {set_name} (scale {fit['sigma_scale']}, floor {fit['sigma_floor_m']}): "
+              f"confidence {c.mean():.3f}, within 5 mm {d['hit'].mean():.3f}")
+        for f in sorted(set(fams)):
+            k = fam == f
+            print(f"  {f:12s} scenes {fams.count(f):3d} vertices {k.sum():7d} confidence {c[k].mean():.3f} "
+                  f"within 5 mm {d['hit'][k].mean():.3f}")
+
+
 if __name__ == "__main__":
-    {"collect": collect, "fit": fit}[sys.argv[1]](sys.argv[2])
+    if sys.argv[1] == "collect":
+        collect(sys.argv[2], dict(a.split("=", 1) for a in sys.argv[3:]))
+    elif sys.argv[1] == "families":
+        families(sys.argv[2], *sys.argv[3].split("=", 1))
+    else:
+        fit(*sys.argv[2:5])

@@ -201,6 +201,10 @@ def test_learned_method_gives_a_closed_mesh(tmp_path, scene0, predict):
         assert len(levels) > 3
     else:  # the fraction of 2 thresholded samples
         assert set(levels.tolist()) <= {0.0, 0.5, 1.0}
+    # the surface is drawn at the level of the view count used (2 here)
+    method.level_by_views = {1: 0.2, 2: 0.6}
+    mesh, _ = method(obs)
+    np.testing.assert_allclose(mesh.vertices, method.mesh(method.field(obs), 0.6)[0].vertices)
 
 
 def test_calibrated_level_travels_in_the_weights(tmp_path):
@@ -209,6 +213,16 @@ def test_calibrated_level_travels_in_the_weights(tmp_path):
     assert M.LearnedMethod(tmp_path / "w.safetensors").level == 0.3
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "v.safetensors")
     assert M.LearnedMethod(tmp_path / "v.safetensors").level == 0.5
+
+
+def test_level_per_view_count(tmp_path):
+    """A level calibrated per view count holds for that count and those up to the next calibrated
+    one; below the first, the pooled level; a level given by the caller holds for every count."""
+    w = tmp_path / "w.safetensors"
+    M.save_weights(M.AmodalGen3D(SMALL), w, {"level": 0.3, "level_by_views": {"1": 0.35, "2": 0.4, "4": 0.45}})
+    m = M.LearnedMethod(w)
+    assert [m.level_for(n) for n in range(9)] == [0.3, 0.35, 0.4, 0.4, 0.45, 0.45, 0.45, 0.45, 0.45]
+    assert {M.LearnedMethod(w, level=0.2).level_for(n) for n in range(9)} == {0.2}
 
 
 def test_upsample_linear_is_zooms_trilinear():
@@ -245,7 +259,9 @@ def test_calibration_records_its_sampler_and_another_sampler_is_warned_of(tmp_pa
     w = tmp_path / "w.safetensors"
     M.save_weights(M.AmodalGen3D(SMALL), w)
     calibrate(w, data=str(tmp_path / "calib"), scenes=1, views=(1,), steps=1, samples=2)
-    assert M.weights_meta(w)["calibration"]["sampler"] == {"steps": 1, "samples": 2}
+    meta = M.weights_meta(w)
+    assert meta["calibration"]["sampler"] == {"steps": 1, "samples": 2}
+    assert meta["level_by_views"] == {"1": meta["level"]}  # one view count: its level is the pooled one
     with caplog.at_level(logging.WARNING, logger="amodalgen3d.model"):
         M.LearnedMethod(w, steps=1, samples=2)
         assert not caplog.records
