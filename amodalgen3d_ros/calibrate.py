@@ -12,7 +12,7 @@ minimising the Brier score. All of it is stored in the weights file's metadata.
 96 scenes (288 objects at 1, 2 and 4 views): the first fits used 12, whose 36 objects held no
 random_urdfs shape and hit within 5 mm more often (0.82) than 96 scenes of the same split do
 (0.75); fitted there, the confidence was over-confident on held-out-split validation scenes (ECE
-0.151; fitted on 96: 0.114, scripts/confidence_study.py).
+0.151; fitted on 96, with the levels per view count: 0.103; scripts/confidence_study.py).
 
     amodalgen3d calibrate WEIGHTS [--scenes 96 --seed 99] [--steps 2 --samples 8]
 """
@@ -68,12 +68,13 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
                 e = evaluate(m.mesh(fd, lv)[0], gt, n=5000)
                 scores[n][lv].append(0.5 * (e["fscore_10mm"] + e["iou"]))
             cases.append((n, fd, sample_surface(gt, 20000, 0)))
-    means = {lv: float(np.mean(sum((scores[n][lv] for n in views), []))) for lv in LEVELS}
-    best = max(means, key=lambda lv: means[lv])
     # The mean occupancy is sharper the more views condition it, so its best level can move with the
-    # view count: one per count calibrated here (the pooled one stays for other uses).
+    # view count: one per count calibrated here, the pooled one (every scene gives every count) is
+    # the fall-back for counts below those.
     by_views = {n: {lv: float(np.mean(v)) for lv, v in scores[n].items()} for n in views}
     level_by_views = {n: max(sc_n, key=lambda lv: sc_n[lv]) for n, sc_n in by_views.items()}
+    means = {lv: float(np.mean([by_views[n][lv] for n in views])) for lv in LEVELS}
+    best = max(means, key=lambda lv: means[lv])
 
     sigmas, hits = [], []
     for n, fd, gt_points in cases:

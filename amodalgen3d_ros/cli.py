@@ -118,10 +118,10 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
-    from .calibrate import calibrate
+    from .calibrate import CALIBRATION_SCENES, calibrate
 
-    print(json.dumps(calibrate(a.weights, data=a.data, scenes=a.scenes, seed=a.seed, steps=a.steps, samples=a.samples),
-                     indent=1))
+    print(json.dumps(calibrate(a.weights, data=a.data, scenes=a.scenes or CALIBRATION_SCENES, seed=a.seed,
+                               steps=a.steps, samples=a.samples), indent=1))
     return 0
 
 
@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="choose a learned method's surface level on fresh validation scenes")
     c.add_argument("weights")
     c.add_argument("--data", default="data/calib")
-    c.add_argument("--scenes", type=int, default=96)
+    c.add_argument("--scenes", type=int, default=None, help="validation scenes (default: calibrate.CALIBRATION_SCENES)")
     c.add_argument("--seed", type=int, default=99)
     c.add_argument("--steps", type=int, default=None, help="the generator's Euler steps to calibrate for (default: its default)")
     c.add_argument("--samples", type=int, default=None, help="the generator's samples to calibrate for (default: its default)")
