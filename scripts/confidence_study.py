@@ -70,7 +70,7 @@ def fit(out: str, calib: str, heldout: str) -> None:
                              f"conf {c.mean():.3f} hit {d['hit'].mean():.3f}")
             fitted = "slope only" if len(gains) == 1 else f"slope and distance (gain from {gains})"
             print(f"{name}, {fitted}: scale {s} floor {f} gain {g} brier {brier:.4f}")
-            print(f"  calib: {cells[0]}\n  heldout_val: {cells[1]}")
+            print(f"  {calib}: {cells[0]}\n  {heldout}: {cells[1]}")
 
 
 def families(out: str, set_name: str, data: str) -> None:
