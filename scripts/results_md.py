@@ -36,7 +36,8 @@ print((B / "speed" / "speed.md").read_text().split("\n", 2)[2])
 n = json.loads((B / "node" / "node_bench.json").read_text())
 print("### The node under load\n")
 print(f"{n['rate_hz_target']:.0f} Hz 640x480 colour + depth + labels, {n['objects']} objects, {n['seconds']:.0f} s, publisher on "
-      f"the same 2 cores: node CPU median {n['node_cpu_percent_median']:.0f} % (p95 {n['node_cpu_percent_p95']:.0f} %), "
+      f"the same 2 cores: node CPU mean {n['node_cpu_percent_mean']:.0f} % (median {n['node_cpu_percent_median']:.0f} %, "
+      f"p95 {n['node_cpu_percent_p95']:.0f} %), "
       f"RSS max {n['node_rss_mb_max']:.0f} MB, first result after {n['first_result_s']:.1f} s, frame-to-result latency "
       f"median {n['latency_s_median']:.2f} s, p95 {n['latency_s_p95']:.1f} s; the node took in about "
       f"{n['diagnostics_last'].get('rate_color_hz')} Hz per input (the rest counted as unmatched or rate-skipped).")

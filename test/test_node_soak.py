@@ -18,6 +18,8 @@ def test_short_soak_is_bounded_and_accounts_for_every_track(tmp_path):
     rep = run_node_bench(tmp_path, rate_hz=30.0, seconds=8.0, n_objects=3,
                          params={"method": "support_hull", "track_timeout_s": "1.0"})
     assert rep["results_received"] >= 1, (tmp_path / "node.log").read_text()[-2000:]
+    import psutil
+    assert 0 <= rep["node_cpu_percent_mean"] <= 100 * psutil.cpu_count()
     q = rep["queues"]
     assert q["sync_pending"]["max"] <= 4 * 30  # four inputs, sync_queue_size each
     assert q["buffer_views"]["max"] <= 10 * 6  # max_tracks x max_views

@@ -164,6 +164,9 @@ def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0
     report = {"rate_hz_target": rate_hz, "rate_hz_achieved": round(achieved, 1), "seconds": seconds,
               "objects": n_objects, "frames_sent": k,
               "publish_failures": dict(zip(("color", "depth", "camera_info", "labels"), publish_failures)),
+              # the load is bimodal (idle between reconstructions, 100-150 % in one), so the median
+              # flips with the busy share; the mean is the CPU the node really takes
+              "node_cpu_percent_mean": float(np.mean(cpu)) if cpu else None,
               "node_cpu_percent_median": float(np.median(cpu)) if cpu else None,
               "node_cpu_percent_p95": float(np.percentile(cpu, 95)) if cpu else None,
               "node_rss_mb_max": float(max(rss)) if rss else None, "node_rss_mb_last": rss[-1] if rss else None,
