@@ -82,16 +82,20 @@ class Registration:
         return self.T_ref_cam is not None
 
 
+def kabsch_rt(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation R (d, d) and shift t minimising |R src + t - dst|^2; src, dst (N, d), any d."""
+    cs, cd = src.mean(0), dst.mean(0)
+    U, _, Vt = np.linalg.svd((src - cs).T @ (dst - cd))
+    D = np.ones(src.shape[1])
+    D[-1] = np.sign(np.linalg.det(Vt.T @ U.T))  # a rotation, never a reflection
+    R = Vt.T @ np.diag(D) @ U.T
+    return R, cd - R @ cs
+
+
 def kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Rigid T (4, 4) minimising |T src - dst|^2; src, dst (N, 3)."""
-    cs, cd = src.mean(0), dst.mean(0)
-    H = (src - cs).T @ (dst - cd)
-    U, _, Vt = np.linalg.svd(H)
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(Vt.T @ U.T))])
-    R = Vt.T @ D @ U.T
     T = np.eye(4)
-    T[:3, :3] = R
-    T[:3, 3] = cd - R @ cs
+    T[:3, :3], T[:3, 3] = kabsch_rt(src, dst)
     return T
 
 
@@ -284,15 +288,6 @@ def _objects_on_plane(view: View, T_cam_plane: np.ndarray, min_px: int = 150,
     return out
 
 
-def _kabsch_2d(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ca, cb = a.mean(0), b.mean(0)
-    U, _, Vt = np.linalg.svd((a - ca).T @ (b - cb))
-    if np.linalg.det(Vt.T @ U.T) < 0:
-        Vt[1] *= -1
-    R = Vt.T @ U.T
-    return R, cb - R @ ca
-
-
 def _yaw_icp(src: dict[int, np.ndarray], dst: dict[int, np.ndarray], labels: list[int], yaw: float,
              trees: dict, iters: int = 20) -> tuple[float, np.ndarray, np.ndarray]:
     """ICP in the plane (yaw and 2D shift; the planes fix the rest) from ``yaw``, each object's
@@ -315,7 +310,7 @@ def _yaw_icp(src: dict[int, np.ndarray], dst: dict[int, np.ndarray], labels: lis
         a2, b2 = np.concatenate(a_all), np.concatenate(b_all)
         if len(a2) < 20:
             return 0.0, R, t
-        R, t = _kabsch_2d(a2, b2)
+        R, t = kabsch_rt(a2, b2)
     return within / sum(len(src[k]) for k in labels), R, t
 
 

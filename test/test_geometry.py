@@ -36,6 +36,20 @@ def test_kabsch_recovers_rigid_transform():
     np.testing.assert_allclose(G.invert(T) @ T, np.eye(4), atol=1e-12)
 
 
+def test_kabsch_in_the_plane_gives_a_rotation_even_for_mirrored_points():
+    """The same Kabsch serves the 2D ICP of registration by objects. Points mirrored across a
+    line are best matched by a reflection; the answer must still be a rotation (det +1)."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(40, 2))
+    c, s = np.cos(0.7), np.sin(0.7)
+    R_true, t_true = np.array([[c, -s], [s, c]]), np.array([0.3, -0.1])
+    R, t = G.kabsch_rt(a, a @ R_true.T + t_true)
+    np.testing.assert_allclose(R, R_true, atol=1e-9)
+    np.testing.assert_allclose(t, t_true, atol=1e-9)
+    R, _ = G.kabsch_rt(a, a * [1, -1])
+    assert np.isclose(np.linalg.det(R), 1.0)
+
+
 def test_registration_recovers_poses_of_rendered_views(scene0):
     """Unposed views of a rendered scene: each registered view within 2 degrees and 2 cm."""
     views = [View(v.color, v.depth_m, v.K, v.labels, None, name=v.name) for v in scene0.views[:4]]
