@@ -184,9 +184,14 @@ def summarize(rows: list[dict]) -> dict:
             for lo, hi in zip(OCCLUSION_BANDS[:-1], OCCLUSION_BANDS[1:]):
                 b = [r for r in sel if lo <= r["occlusion"] < hi]
                 if b:
-                    out["by_occlusion"][f"{n}/{m}/{int(lo * 100)}-{int(min(hi, 1) * 100)}%"] = {
+                    band = out["by_occlusion"][f"{n}/{m}/{int(lo * 100)}-{int(min(hi, 1) * 100)}%"] = {
                         "n": len(b), **{k: float(np.nanmean([r[k] for r in b])) for k in
                                         ("chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "chamfer_unseen_mm")}}
+                    bb = [np.asarray(r["confidence_bins"]) for r in b if "confidence_bins" in r]
+                    total = np.sum(bb, axis=0) if bb else None
+                    if total is not None and total[0].sum() > 0:
+                        # the more is hidden, the more a confidence may over-state: its pooled gap per band
+                        band["confidence_minus_within_5mm"] = float((total[1].sum() - total[2].sum()) / total[0].sum())
     return out
 
 
@@ -224,12 +229,15 @@ def markdown(summary: dict, title: str) -> str:
             lines.append(f"| {n} | {m} | {st['chamfer_l1_mm']['mean']:.3g} | "
                          + " | ".join(f"{st[c]['mean']:.3g}" if c in st else "-" for c in HYPOTHESIS_METRICS) + " |")
     lines += ["", "### By occlusion band (mean over the used views' hidden share)", "",
-              "| views | method | band | n | chamfer_l1_mm | fscore_5mm | fscore_10mm | iou | chamfer_unseen_mm |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "confidence - within_5mm: the band's inferred vertices pooled, mean confidence minus the fraction within "
+              "5 mm (positive: over-confident)", "",
+              "| views | method | band | n | chamfer_l1_mm | fscore_5mm | fscore_10mm | iou | chamfer_unseen_mm "
+              "| confidence - within_5mm |", "|---|---|---|---|---|---|---|---|---|---|"]
     for key, st in summary["by_occlusion"].items():
         n, m, band = key.split("/")
+        gap = f"{st['confidence_minus_within_5mm']:+.3f}" if "confidence_minus_within_5mm" in st else "-"
         lines.append(f"| {n} | {m} | {band} | {st['n']} | {st['chamfer_l1_mm']:.3g} | {st['fscore_5mm']:.3g} | "
-                     f"{st['fscore_10mm']:.3g} | {st['iou']:.3g} | {st['chamfer_unseen_mm']:.3g} |")
+                     f"{st['fscore_10mm']:.3g} | {st['iou']:.3g} | {st['chamfer_unseen_mm']:.3g} | {gap} |")
     if summary["failures"]:
         lines += ["", "Failures (counted, not hidden): " + ", ".join(f"{k}: {v}" for k, v in summary["failures"].items())]
     return "\n".join(lines) + "\n"

@@ -16,6 +16,25 @@ def test_bench_scene_rows_and_summary(scene_dir):
     assert "| 2 | support_hull |" in markdown(s, "t")
 
 
+def test_confidence_gap_per_occlusion_band_pools_the_bands_vertices():
+    """Per occlusion band, the inferred vertices of its objects pooled: mean confidence minus the
+    fraction within 5 mm; a method without confidence has no such figure."""
+    import numpy as np
+
+    def row(occlusion, n, conf, hits, method="m"):
+        bins = np.zeros((3, 10))
+        bins[:, 5] = n, conf * n, hits
+        return {"views": 1, "method": method, "occlusion": occlusion, "confidence_bins": bins.tolist(),
+                **{k: 1.0 for k in ("chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "chamfer_unseen_mm")}}
+    rows = [row(0.1, 100, 0.8, 80), row(0.7, 100, 0.6, 30), row(0.75, 300, 0.6, 180)]
+    rows.append({k: v for k, v in row(0.1, 1, 0, 0, "hull").items() if k != "confidence_bins"})
+    s = summarize(rows)
+    assert abs(s["by_occlusion"]["1/m/0-20%"]["confidence_minus_within_5mm"]) < 1e-9
+    assert np.isclose(s["by_occlusion"]["1/m/60-80%"]["confidence_minus_within_5mm"], 0.6 - 210 / 400)
+    assert "confidence_minus_within_5mm" not in s["by_occlusion"]["1/hull/0-20%"]
+    assert "| 1 | m | 60-80% | 2 |" in markdown(s, "t") and "| +0.075 |" in markdown(s, "t")
+
+
 def test_scenes_made_otherwise_are_refused(tmp_path):
     """Bug: `bench --no-depth-noise --data data/heldout` measured the noisy scenes in that folder
     and labelled the run exact-depth. The folder's manifest must match the run's config."""
