@@ -6,13 +6,16 @@ volume); the level at which the surface is drawn is chosen on fresh scenes of th
 drawn with another seed, to maximise the mean of F-score@10 mm and IoU: one level for each view
 count calibrated (1, 2, 4), and one pooled. Then, at those levels, the confidence P(surface within
 5 mm) read from the field's slope (model.py: surface_sigma) is fitted to how often the inferred
-vertices really are within 5 mm of the truth: a scale on the slope's std and a floor under it,
-minimising the Brier score. All of it is stored in the weights file's metadata.
+vertices really are within 5 mm of the truth: a scale on the slope's std, a floor under it and an
+error that grows with the share of the object its views did not see (the samples agree on a
+guess as readily as on a measurement), minimising the Brier score. All of it is stored in the
+weights file's metadata.
 
 96 scenes (288 objects at 1, 2 and 4 views): the first fits used 12, whose 36 objects held no
 random_urdfs shape and hit within 5 mm more often (0.82) than 96 scenes of the same split do
 (0.75); fitted there, the confidence was over-confident on held-out-split validation scenes (ECE
-0.151; fitted on 96, with the levels per view count: 0.103; scripts/confidence_study.py).
+0.151; fitted on 96, with the levels per view count: 0.103; with the occlusion term too: 0.088;
+scripts/confidence_study.py).
 
     amodalgen3d calibrate WEIGHTS [--scenes 96 --seed 99] [--steps 2 --samples 8]
 """
@@ -34,21 +37,28 @@ from .views import read_views_dir
 LEVELS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 SIGMA_SCALES = tuple(float(x) for x in np.round(np.geomspace(0.25, 8.0, 31), 4))
 SIGMA_FLOORS_M = (0.0, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.010, 0.015)
+OCCLUSION_GAINS_M = (0.0, 0.002, 0.004, 0.006, 0.008, 0.010, 0.012, 0.015, 0.020, 0.030)
 TOL_M = 0.005
 CALIBRATION_SCENES = 96
 
 
-def fit_confidence(sigma: np.ndarray, hit: np.ndarray) -> dict:
-    """The (scale, floor) of confidence_from_sigma with the least Brier score on these vertices
-    (sigma in metres, hit: within 5 mm of the truth), with the ECE before and after."""
+def fit_confidence(sigma: np.ndarray, hit: np.ndarray, visible_fraction: np.ndarray | float = 1.0,
+                   gains: tuple[float, ...] = OCCLUSION_GAINS_M) -> dict:
+    """The (scale, floor, occlusion gain) of confidence_from_sigma with the least Brier score on
+    these vertices (sigma in metres, hit: within 5 mm of the truth, visible_fraction: of the
+    vertex's object over its used views), with the ECE before and after."""
     hit = hit.astype(np.float64)
-    best = min((float(np.mean((confidence_from_sigma(sigma, s, f, TOL_M) - hit) ** 2)), s, f)
-                for s in SIGMA_SCALES for f in SIGMA_FLOORS_M)
-    brier, s, f = best
-    return {"sigma_scale": s, "sigma_floor_m": f, "brier": round(brier, 4), "vertices": int(len(hit)),
-            "hit_rate": round(float(hit.mean()), 4),
+
+    def conf(s: float, f: float, g: float) -> np.ndarray:
+        return confidence_from_sigma(sigma, s, f, TOL_M, g, visible_fraction)
+
+    best = min((float(np.mean((conf(s, f, g) - hit) ** 2)), s, f, g)
+               for s in SIGMA_SCALES for f in SIGMA_FLOORS_M for g in gains)
+    brier, s, f, g = best
+    return {"sigma_scale": s, "sigma_floor_m": f, "occlusion_gain_m": g, "brier": round(brier, 4),
+            "vertices": int(len(hit)), "hit_rate": round(float(hit.mean()), 4),
             "ece_before": round(expected_calibration_error(confidence_from_sigma(sigma, tol_m=TOL_M), hit), 4),
-            "ece_after": round(expected_calibration_error(confidence_from_sigma(sigma, s, f, TOL_M), hit), 4)}
+            "ece_after": round(expected_calibration_error(conf(s, f, g), hit), 4)}
 
 
 def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIBRATION_SCENES, seed: int = 99,
@@ -76,13 +86,14 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
     means = {lv: float(np.mean([by_views[n][lv] for n in views])) for lv in LEVELS}
     best = max(means, key=lambda lv: means[lv])
 
-    sigmas, hits = [], []
+    sigmas, hits, visible = [], [], []
     for n, fd, gt_points in cases:
         mesh, sigma, measured = m.mesh_and_sigma(fd, level_by_views[n])
         err, _ = cKDTree(gt_points).query(mesh.vertices[~measured])
         sigmas.append(sigma[~measured])
         hits.append(err <= TOL_M)
-    confidence = fit_confidence(np.concatenate(sigmas), np.concatenate(hits))
+        visible.append(np.full(len(err), fd["visible_fraction"]))
+    confidence = fit_confidence(np.concatenate(sigmas), np.concatenate(hits), np.concatenate(visible))
 
     model = load_weights(weights)
     meta = weights_meta(weights)

@@ -1,7 +1,8 @@
 """Which per-vertex quantities carry the confidence from the calibration scenes (training split) to
-held-out shapes: the field's slope alone (what ships), or the slope and the vertex's distance from
-the nearest measured surface. Fitted on the calibration scenes, judged on held-out-split
-*validation* scenes (another seed than the benchmark's 1234, never its scenes).
+held-out shapes: the field's slope alone, the slope and the share of the object its views saw
+(what ships), or the slope and the vertex's distance from the nearest measured surface. Fitted on
+the calibration scenes, judged on held-out-split *validation* scenes (another seed than the
+benchmark's 1234, never its scenes).
 
     .venv/bin/amodalgen3d synth --out data/heldout_val555 --scenes 24 --seed 555 --split heldout
     .venv/bin/python scripts/confidence_study.py collect runs/conf_study calib=data/calib heldout_val=data/heldout_val555
@@ -19,7 +20,7 @@ from compare_weights import objects  # this folder
 from scipy.spatial import cKDTree
 
 from amodalgen3d_ros import synth
-from amodalgen3d_ros.calibrate import SIGMA_FLOORS_M, SIGMA_SCALES, TOL_M
+from amodalgen3d_ros.calibrate import OCCLUSION_GAINS_M, SIGMA_FLOORS_M, SIGMA_SCALES, TOL_M, fit_confidence
 from amodalgen3d_ros.metrics import auroc, expected_calibration_error, sample_surface
 from amodalgen3d_ros.model import LearnedMethod, confidence_from_sigma
 
@@ -35,42 +36,54 @@ def collect(out: str, sets: dict[str, str]) -> None:
         for set_name, data in sets.items():
             if Path(f"{out}/{name}_{set_name}.npz").exists():
                 continue
-            cols: dict[str, list] = {"sigma": [], "dist": [], "views": [], "hit": [], "object": []}
+            cols: dict[str, list] = {"sigma": [], "dist": [], "views": [], "hit": [], "object": [], "visible": []}
             for i, (_, n, obs, gt) in enumerate(objects(data, 0, 1)):
-                mesh, sigma, measured = m.mesh_and_sigma(m.field(obs), m.level_for(n))
+                fd = m.field(obs)
+                mesh, sigma, measured = m.mesh_and_sigma(fd, m.level_for(n))
                 v = mesh.vertices
                 err, _ = cKDTree(sample_surface(gt, 20000, 0)).query(v[~measured])
                 # distance to the nearest measured vertex: how far the shape was extrapolated
                 dist = cKDTree(v[measured]).query(v[~measured])[0] if measured.any() else np.full(len(err), 0.1)
                 for k, x in (("sigma", sigma[~measured]), ("dist", dist), ("views", np.full(len(err), n)),
-                             ("hit", err <= TOL_M), ("object", np.full(len(err), i))):
+                             ("hit", err <= TOL_M), ("object", np.full(len(err), i)),
+                             ("visible", np.full(len(err), fd["visible_fraction"]))):
                     cols[k].append(x)
             np.savez(f"{out}/{name}_{set_name}.npz", **{k: np.concatenate(v) for k, v in cols.items()})
             print(name, set_name, "done", flush=True)
 
 
-def conf(d: dict, scale: float, floor: float, gain: float) -> np.ndarray:
+def conf_with_distance(d: dict, scale: float, floor: float, gain: float) -> np.ndarray:
     # distance enters as one more independent error term: s^2 = (scale sigma)^2 + floor^2 + (gain d)^2
     return confidence_from_sigma(np.sqrt(d["sigma"] ** 2 + (gain * d["dist"] / max(scale, 1e-9)) ** 2), scale, floor,
                                  TOL_M)
 
 
 def fit(out: str, calib: str, heldout: str) -> None:
+    """Three fits on the calibration set, each judged on both: the slope alone, the slope and the
+    object's visible share (what calibrate fits), the slope and the distance from measured surface."""
     for name in FILES:
         cal, ho = (dict(np.load(f"{out}/{name}_{s}.npz")) for s in (calib, heldout))
-        for gains in ((0.0,), DIST_GAINS):
-            brier, s, f, g = min((float(np.mean((conf(cal, s, f, g) - cal["hit"]) ** 2)), s, f, g)
-                                 for s in SIGMA_SCALES for f in SIGMA_FLOORS_M for g in gains)
-            cells = []
-            for d in (cal, ho):
-                c = conf(d, s, f, g)
+        variants = []
+        for label, gains in (("slope only", (0.0,)), ("slope and visible share", OCCLUSION_GAINS_M)):
+            fc = fit_confidence(cal["sigma"], cal["hit"], cal["visible"], gains)
+            variants.append((f"{label}: scale {fc['sigma_scale']} floor {fc['sigma_floor_m']} occlusion gain "
+                             f"{fc['occlusion_gain_m']} brier {fc['brier']:.4f}",
+                             lambda d, fc=fc: confidence_from_sigma(d["sigma"], fc["sigma_scale"], fc["sigma_floor_m"], TOL_M,
+                                                                    fc["occlusion_gain_m"], d["visible"])))
+        brier, s, f, g = min((float(np.mean((conf_with_distance(cal, s, f, g) - cal["hit"]) ** 2)), s, f, g)
+                             for s in SIGMA_SCALES for f in SIGMA_FLOORS_M for g in DIST_GAINS)
+        variants.append((f"slope and distance (gain from {DIST_GAINS}): scale {s} floor {f} gain {g} brier {brier:.4f}",
+                         lambda d, s=s, f=f, g=g: conf_with_distance(d, s, f, g)))
+        for label, c_of in variants:
+            print(f"{name}, {label}")
+            for set_name, d in ((calib, cal), (heldout, ho)):
+                c = c_of(d)
                 per_view = [expected_calibration_error(c[d["views"] == n], d["hit"][d["views"] == n]) for n in (1, 2, 4)]
-                cells.append(f"ECE {expected_calibration_error(c, d['hit']):.3f} "
-                             f"({' / '.join(f'{e:.3f}' for e in per_view)}) AUROC {auroc(c, d['hit']):.3f} "
-                             f"conf {c.mean():.3f} hit {d['hit'].mean():.3f}")
-            fitted = "slope only" if len(gains) == 1 else f"slope and distance (gain from {gains})"
-            print(f"{name}, {fitted}: scale {s} floor {f} gain {g} brier {brier:.4f}")
-            print(f"  {calib}: {cells[0]}\n  {heldout}: {cells[1]}")
+                low = d["visible"] < 0.6
+                print(f"  {set_name}: ECE {expected_calibration_error(c, d['hit']):.3f} "
+                      f"({' / '.join(f'{e:.3f}' for e in per_view)}) AUROC {auroc(c, d['hit']):.3f} "
+                      f"conf {c.mean():.3f} hit {d['hit'].mean():.3f}; conf - hit where the visible share "
+                      f"< 0.6 {c[low].mean() - d['hit'][low].mean():+.3f}, >= 0.6 {c[~low].mean() - d['hit'][~low].mean():+.3f}")
 
 
 def families(out: str, set_name: str, data: str) -> None:
@@ -82,9 +95,11 @@ def families(out: str, set_name: str, data: str) -> None:
     for name, w in FILES.items():
         fit = weights_meta(w)["confidence"]
         d = dict(np.load(f"{out}/{name}_{set_name}.npz"))
-        c = confidence_from_sigma(d["sigma"], fit["sigma_scale"], fit["sigma_floor_m"], TOL_M)
+        # sets collected before the occlusion term have no visible share: read without that term
+        gain = fit.get("occlusion_gain_m", 0.0) if "visible" in d else 0.0
+        c = confidence_from_sigma(d["sigma"], fit["sigma_scale"], fit["sigma_floor_m"], TOL_M, gain, d.get("visible", 1.0))
         fam = np.array([fams[int(i) // 3] for i in d["object"]])  # objects(): 3 per scene, at 1, 2, 4 views
-        print(f"{name} on {set_name} (scale {fit['sigma_scale']}, floor {fit['sigma_floor_m']}): "
+        print(f"{name} on {set_name} (scale {fit['sigma_scale']}, floor {fit['sigma_floor_m']}, occlusion gain {gain}): "
               f"confidence {c.mean():.3f}, within 5 mm {d['hit'].mean():.3f}")
         for f in sorted(set(fams)):
             k = fam == f

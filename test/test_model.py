@@ -130,17 +130,40 @@ def test_confidence_fit_recovers_a_known_miscalibration():
     assert fit["ece_after"] < 0.02 < 0.1 < fit["ece_before"]
 
 
+def test_confidence_fit_finds_the_error_that_grows_with_occlusion():
+    """Offsets whose std has, beside twice the slope's, a part proportional to the hidden share of
+    the object (1 cm when nothing is visible): the fit finds that gain, and the confidence is
+    calibrated on mostly hidden objects, where a fit without the term over-states it."""
+    from amodalgen3d_ros.calibrate import fit_confidence
+    from amodalgen3d_ros.metrics import expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    sigma = rng.uniform(0.001, 0.012, 40000)
+    visible = rng.choice([0.1, 0.5, 1.0], sigma.shape)
+    hit = np.abs(rng.normal(size=sigma.shape) * np.sqrt((2 * sigma) ** 2 + (0.01 * (1 - visible)) ** 2)) <= 0.005
+    fit = fit_confidence(sigma, hit, visible)
+    assert 0.008 <= fit["occlusion_gain_m"] <= 0.012 and 1.7 < fit["sigma_scale"] < 2.3
+    without = fit_confidence(sigma, hit, visible, gains=(0.0,))
+    hidden = visible == 0.1
+
+    def ece(f: dict) -> float:
+        c = M.confidence_from_sigma(sigma[hidden], f["sigma_scale"], f["sigma_floor_m"], 0.005,
+                                    f["occlusion_gain_m"], visible[hidden])
+        return expected_calibration_error(c, hit[hidden])
+    assert ece(fit) < 0.02 < 0.05 < ece(without)
+
+
 def test_calibrated_confidence_travels_in_the_weights(tmp_path):
-    conf = {"sigma_scale": 2.0, "sigma_floor_m": 0.003}
+    conf = {"sigma_scale": 2.0, "sigma_floor_m": 0.003, "occlusion_gain_m": 0.01}
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "w.safetensors", {"confidence": conf})
     m = M.LearnedMethod(tmp_path / "w.safetensors")
-    assert (m.sigma_scale, m.sigma_floor_m) == (2.0, 0.003)
+    assert (m.sigma_scale, m.sigma_floor_m, m.occlusion_gain_m) == (2.0, 0.003, 0.01)
     sigma = np.array([0.001, 0.004])
-    want = M.confidence_from_sigma(np.sqrt((2 * sigma) ** 2 + 0.003 ** 2))
-    np.testing.assert_allclose(M.confidence_from_sigma(sigma, 2.0, 0.003), want)
+    want = M.confidence_from_sigma(np.sqrt((2 * sigma) ** 2 + 0.003 ** 2 + (0.01 * 0.75) ** 2))
+    np.testing.assert_allclose(M.confidence_from_sigma(sigma, 2.0, 0.003, 0.005, 0.01, 0.25), want)
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "v.safetensors")
-    plain = M.LearnedMethod(tmp_path / "v.safetensors")
-    assert (plain.sigma_scale, plain.sigma_floor_m) == (1.0, 0.0)
+    plain = M.LearnedMethod(tmp_path / "v.safetensors")  # fitted before the term, or never: none
+    assert (plain.sigma_scale, plain.sigma_floor_m, plain.occlusion_gain_m) == (1.0, 0.0, 0.0)
 
 
 def test_old_weights_without_predict_load_as_velocity(tmp_path):
@@ -204,7 +227,15 @@ def test_learned_method_gives_a_closed_mesh(tmp_path, scene0, predict):
     # the surface is drawn at the level of the view count used (2 here)
     method.level_by_views = {1: 0.2, 2: 0.6}
     mesh, _ = method(obs)
-    np.testing.assert_allclose(mesh.vertices, method.mesh(method.field(obs), 0.6)[0].vertices)
+    fd = method.field(obs)
+    np.testing.assert_allclose(mesh.vertices, method.mesh(fd, 0.6)[0].vertices)
+    # the confidence reads how much of the object the views saw: less seen, less confident
+    method.occlusion_gain_m = 0.02
+    assert fd["visible_fraction"] == obs.fused.visible_fraction
+    inferred = method.mesh(fd, 0.6)[1] < 1.0
+    seen = method.mesh({**fd, "visible_fraction": 1.0}, 0.6)[1]
+    hidden = method.mesh({**fd, "visible_fraction": 0.1}, 0.6)[1]
+    assert inferred.any() and np.all(hidden[inferred] < seen[inferred])
 
 
 def test_calibrated_level_travels_in_the_weights(tmp_path):
