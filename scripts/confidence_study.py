@@ -20,7 +20,7 @@ from compare_weights import objects  # this folder
 from scipy.spatial import cKDTree
 
 from amodalgen3d_ros import synth
-from amodalgen3d_ros.calibrate import OCCLUSION_GAINS_M, SIGMA_FLOORS_M, SIGMA_SCALES, TOL_M, fit_confidence
+from amodalgen3d_ros.calibrate import OCCLUSION_GAINS_M, TOL_M, fit_confidence
 from amodalgen3d_ros.metrics import auroc, expected_calibration_error, sample_surface
 from amodalgen3d_ros.model import LearnedMethod, confidence_from_sigma
 
@@ -52,28 +52,23 @@ def collect(out: str, sets: dict[str, str]) -> None:
             print(name, set_name, "done", flush=True)
 
 
-def conf_with_distance(d: dict, scale: float, floor: float, gain: float) -> np.ndarray:
-    # distance enters as one more independent error term: s^2 = (scale sigma)^2 + floor^2 + (gain d)^2
-    return confidence_from_sigma(np.sqrt(d["sigma"] ** 2 + (gain * d["dist"] / max(scale, 1e-9)) ** 2), scale, floor,
-                                 TOL_M)
-
-
 def fit(out: str, calib: str, heldout: str) -> None:
     """Three fits on the calibration set, each judged on both: the slope alone, the slope and the
     object's visible share (what calibrate fits), the slope and the distance from measured surface."""
     for name in FILES:
         cal, ho = (dict(np.load(f"{out}/{name}_{s}.npz")) for s in (calib, heldout))
         variants = []
-        for label, gains in (("slope only", (0.0,)), ("slope and visible share", OCCLUSION_GAINS_M)):
-            fc = fit_confidence(cal["sigma"], cal["hit"], cal["visible"], gains)
-            variants.append((f"{label}: scale {fc['sigma_scale']} floor {fc['sigma_floor_m']} occlusion gain "
+        # each extra term is gain x (1 - x): x the visible share, or 1 - the distance in metres, so
+        # the distance enters as s^2 = (scale sigma)^2 + floor^2 + (gain d)^2, fitted the same way
+        for label, x, gains in (("slope only", "visible", (0.0,)), ("slope and visible share", "visible", OCCLUSION_GAINS_M),
+                                (f"slope and distance (gain from {DIST_GAINS})", "dist", DIST_GAINS)):
+            def term(d: dict, x: str = x) -> np.ndarray:
+                return d["visible"] if x == "visible" else 1.0 - d["dist"]
+            fc = fit_confidence(cal["sigma"], cal["hit"], term(cal), gains)
+            variants.append((f"{label}: scale {fc['sigma_scale']} floor {fc['sigma_floor_m']} gain "
                              f"{fc['occlusion_gain_m']} brier {fc['brier']:.4f}",
-                             lambda d, fc=fc: confidence_from_sigma(d["sigma"], fc["sigma_scale"], fc["sigma_floor_m"], TOL_M,
-                                                                    fc["occlusion_gain_m"], d["visible"])))
-        brier, s, f, g = min((float(np.mean((conf_with_distance(cal, s, f, g) - cal["hit"]) ** 2)), s, f, g)
-                             for s in SIGMA_SCALES for f in SIGMA_FLOORS_M for g in DIST_GAINS)
-        variants.append((f"slope and distance (gain from {DIST_GAINS}): scale {s} floor {f} gain {g} brier {brier:.4f}",
-                         lambda d, s=s, f=f, g=g: conf_with_distance(d, s, f, g)))
+                             lambda d, fc=fc, term=term: confidence_from_sigma(
+                                 d["sigma"], fc["sigma_scale"], fc["sigma_floor_m"], TOL_M, fc["occlusion_gain_m"], term(d))))
         for label, c_of in variants:
             print(f"{name}, {label}")
             for set_name, d in ((calib, cal), (heldout, ho)):
