@@ -155,6 +155,18 @@ def hypothesis_metrics(hypotheses: list, gt_mesh, seen: np.ndarray, gt_points: n
             "hypotheses_spread_mm": float(np.mean(pairs)) if pairs else 0.0}
 
 
+def pooled_confidence(rows: list[dict]) -> dict | None:
+    """The rows' inferred vertices pooled (their confidence_bins summed): count, mean confidence,
+    fraction within 5 mm and ECE; None if no row has any."""
+    bins = [np.asarray(r["confidence_bins"]) for r in rows if "confidence_bins" in r]
+    total = np.sum(bins, axis=0) if bins else None
+    if total is None or total[0].sum() == 0:
+        return None
+    nv = total[0].sum()
+    return {"vertices": int(nv), "mean_confidence": float(total[1].sum() / nv), "hit_rate": float(total[2].sum() / nv),
+            "ece": ece_from_bins(total)}
+
+
 def summarize(rows: list[dict]) -> dict:
     ok = [r for r in rows if "error" not in r]
     out: dict = {"by_views": {}, "by_occlusion": {}, "failures": {}}
@@ -174,12 +186,9 @@ def summarize(rows: list[dict]) -> dict:
                 vals = vals[np.isfinite(vals)]
                 if len(vals):
                     stats[k] = {"mean": float(vals.mean()), "median": float(np.median(vals))}
-            bins = [np.asarray(r["confidence_bins"]) for r in sel if "confidence_bins" in r]
-            if bins:  # over all inferred vertices of all objects: the calibration a user of many objects sees
-                total = np.sum(bins, axis=0)
-                nv = total[0].sum()
-                stats["confidence_pooled"] = {"vertices": int(nv), "mean_confidence": float(total[1].sum() / nv),
-                                              "hit_rate": float(total[2].sum() / nv), "ece": ece_from_bins(total)}
+            pooled = pooled_confidence(sel)
+            if pooled:  # over all inferred vertices of all objects: the calibration a user of many objects sees
+                stats["confidence_pooled"] = pooled
             out["by_views"][f"{n}/{m}"] = stats
             for lo, hi in zip(OCCLUSION_BANDS[:-1], OCCLUSION_BANDS[1:]):
                 b = [r for r in sel if lo <= r["occlusion"] < hi]
@@ -187,11 +196,9 @@ def summarize(rows: list[dict]) -> dict:
                     band = out["by_occlusion"][f"{n}/{m}/{int(lo * 100)}-{int(min(hi, 1) * 100)}%"] = {
                         "n": len(b), **{k: float(np.nanmean([r[k] for r in b])) for k in
                                         ("chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "chamfer_unseen_mm")}}
-                    bb = [np.asarray(r["confidence_bins"]) for r in b if "confidence_bins" in r]
-                    total = np.sum(bb, axis=0) if bb else None
-                    if total is not None and total[0].sum() > 0:
-                        # the more is hidden, the more a confidence may over-state: its pooled gap per band
-                        band["confidence_minus_within_5mm"] = float((total[1].sum() - total[2].sum()) / total[0].sum())
+                    pooled = pooled_confidence(b)
+                    if pooled:  # the more is hidden, the more a confidence may over-state: its pooled gap per band
+                        band["confidence_minus_within_5mm"] = pooled["mean_confidence"] - pooled["hit_rate"]
     return out
 
 

@@ -60,10 +60,9 @@ def fit(out: str, calib: str, heldout: str) -> None:
         variants = []
         # each extra term is gain x (1 - x): x the visible share, or 1 - the distance in metres, so
         # the distance enters as s^2 = (scale sigma)^2 + floor^2 + (gain d)^2, fitted the same way
-        for label, x, gains in (("slope only", "visible", (0.0,)), ("slope and visible share", "visible", OCCLUSION_GAINS_M),
-                                (f"slope and distance (gain from {DIST_GAINS})", "dist", DIST_GAINS)):
-            def term(d: dict, x: str = x) -> np.ndarray:
-                return d["visible"] if x == "visible" else 1.0 - d["dist"]
+        visible, near = (lambda d: d["visible"]), (lambda d: 1.0 - d["dist"])
+        for label, term, gains in (("slope only", visible, (0.0,)), ("slope and visible share", visible, OCCLUSION_GAINS_M),
+                                   (f"slope and distance (gain from {DIST_GAINS})", near, DIST_GAINS)):
             fc = fit_confidence(cal["sigma"], cal["hit"], term(cal), gains)
             variants.append((f"{label}: scale {fc['sigma_scale']} floor {fc['sigma_floor_m']} gain "
                              f"{fc['occlusion_gain_m']} brier {fc['brier']:.4f}",
