@@ -514,10 +514,12 @@ def combine(dirs: list[Path], out: Path) -> dict:
     rows = [{**r, "method": method_label(r["method"])} for rep in reports for r in rep["rows"]]
     summary = summarize(rows)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"combined_from": [str(d) for d in dirs], "configs": [r["config"] for r in reports],
+    # a combined run holds its runs' configs: it can be combined again (re-rendered, or with more runs)
+    configs = [c for rep in reports for c in rep.get("configs", [rep.get("config")])]
+    report = {"combined_from": [str(d) for d in dirs], "configs": configs,
               "machine": machine_info(), "summary": summary, "rows": rows}
     (out / "bench.json").write_text(json.dumps(report, indent=1, default=float))
-    posed = "unposed" if reports[0]["config"].get("unposed") else "posed"
+    posed = "unposed" if configs[0].get("unposed") else "posed"
     n = len({r["scene"] for r in rows})
-    (out / "bench.md").write_text(markdown(summary, f"Benchmark: {reports[0]['config']['split']}, {n} scenes, {posed} views"))
+    (out / "bench.md").write_text(markdown(summary, f"Benchmark: {configs[0]['split']}, {n} scenes, {posed} views"))
     return report

@@ -35,6 +35,24 @@ def test_confidence_gap_per_occlusion_band_pools_the_bands_vertices():
     assert "| 1 | m | 60-80% | 2 |" in markdown(s, "t") and "| +0.075 |" in markdown(s, "t")
 
 
+def test_a_combined_run_can_be_combined_again(tmp_path):
+    """Bug: `bench --combine` of a combined run (to re-render it, or add runs) stopped with an
+    internal error, KeyError 'config': a combined run holds its runs' configs instead."""
+    import json
+
+    from amodalgen3d_ros.bench import combine
+
+    row = {"scene": "scene_00000", "views": 1, "method": "support_hull", "occlusion": 0.1,
+           **{k: 1.0 for k in ("chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "chamfer_unseen_mm")}}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "bench.json").write_text(json.dumps({"config": {"split": "heldout", "unposed": False}, "rows": [row]}))
+    combine([run], tmp_path / "once")
+    again = combine([tmp_path / "once", run], tmp_path / "twice")
+    assert again["configs"] == [{"split": "heldout", "unposed": False}] * 2 and len(again["rows"]) == 2
+    assert "heldout, 1 scenes, posed views" in (tmp_path / "twice" / "bench.md").read_text()
+
+
 def test_scenes_made_otherwise_are_refused(tmp_path):
     """Bug: `bench --no-depth-noise --data data/heldout` measured the noisy scenes in that folder
     and labelled the run exact-depth. The folder's manifest must match the run's config."""
