@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 amo=.venv/bin/amodalgen3d
 steps=${STEPS:-1000}
 scenes=${SCENES:-30}
+data=${DATA:-data/heldout120}  # scene i is the same in any heldout set of seed 1234 (one seed per scene)
 declare -A flags=([full]="" [full_seed1]="--seed 1" [no_vwca]="--no-vwca" [mean_fusion]="--view-fusion mean" [no_scca]="--no-scca"
                   [no_gate]="--no-gate" [no_prior]="--no-prior")
 names=("$@")
@@ -20,7 +21,7 @@ for n in "${names[@]}"; do
     # shellcheck disable=SC2086
     $amo train --mode flow --predict x0 --steps "$steps" --threads 1 --out "$out" ${flags[$n]} > "$out.log" 2>&1
     .venv/bin/python -m amodalgen3d_ros.calibrate "$w" >> "$out.log" 2>&1
-    $amo bench --split heldout --data data/heldout --scenes "$scenes" --views 1,2,4 --workers 1 \
+    $amo bench --split heldout --data "$data" --scenes "$scenes" --views 1,2,4 --workers 1 \
       --methods "amodalgen3d@$w" --out "$out/bench" >> "$out.log" 2>&1
   fi
 done
