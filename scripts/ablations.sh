@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Ablations in the paper's manner, at equal (short) training: each run removes one module from the
 # shipped generator (x0-predicting flow), trains from the same seed on the same data, is calibrated
-# the same way as the shipped model and benchmarked on the held-out split.
-#   bash scripts/ablations.sh                         # all, one after another on one core (resumable)
+# the same way as the shipped model (96 calibration scenes, a level per view count, the default
+# 2 x 8 sampler) and benchmarked on the held-out split. Runs one variant at a time on two threads:
+# two side by side on one thread each took 2.1-2.7 s a step each, one on two threads about 0.9 s.
+#   bash scripts/ablations.sh                         # all, one after another (resumable)
 #   STEPS=1000 SCENES=30 bash scripts/ablations.sh full no_vwca   # full_seed1: the full model from seed 1
+#   then: .venv/bin/python scripts/ablation_table.py full full_seed1 no_prior ...   # the README's table
 set -uo pipefail
 cd "$(dirname "$0")/.."
 amo=.venv/bin/amodalgen3d
 steps=${STEPS:-1000}
 scenes=${SCENES:-30}
+threads=${THREADS:-2}
 data=${DATA:-data/heldout120}  # scene i is the same in any heldout set of seed 1234 (one seed per scene)
 declare -A flags=([full]="" [full_seed1]="--seed 1" [no_vwca]="--no-vwca" [mean_fusion]="--view-fusion mean" [no_scca]="--no-scca"
                   [no_gate]="--no-gate" [no_prior]="--no-prior")
@@ -19,7 +23,7 @@ for n in "${names[@]}"; do
   w=$out/flow.safetensors
   if [ ! -f "$out/bench/bench.json" ]; then
     # shellcheck disable=SC2086
-    $amo train --mode flow --predict x0 --steps "$steps" --threads 1 --out "$out" ${flags[$n]} > "$out.log" 2>&1
+    $amo train --mode flow --predict x0 --steps "$steps" --threads "$threads" --out "$out" ${flags[$n]} > "$out.log" 2>&1
     .venv/bin/python -m amodalgen3d_ros.calibrate "$w" >> "$out.log" 2>&1
     $amo bench --split heldout --data "$data" --scenes "$scenes" --views 1,2,4 --workers 1 \
       --methods "amodalgen3d@$w" --out "$out/bench" >> "$out.log" 2>&1
