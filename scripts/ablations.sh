@@ -3,7 +3,7 @@
 # shipped generator (x0-predicting flow), trains from the same seed on the same data, is calibrated
 # the same way as the shipped model (96 calibration scenes, a level per view count, the default
 # 2 x 8 sampler) and benchmarked on the held-out split. Runs one variant at a time on two threads:
-# two side by side on one thread each took 2.1-2.7 s a step each, one on two threads about 0.9 s.
+# two side by side on one thread each took 2.1-2.7 s a step each, one on two threads 1.1 s (18 min for 1000).
 #   bash scripts/ablations.sh                         # all, one after another (resumable)
 #   STEPS=1000 SCENES=30 bash scripts/ablations.sh full no_vwca   # full_seed1: the full model from seed 1
 #   then: .venv/bin/python scripts/ablation_table.py full full_seed1 no_prior ...   # the README's table
