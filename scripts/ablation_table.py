@@ -42,12 +42,16 @@ def main() -> None:
             objs = [r for k, r in rs.items() if k[1] == c]
             cells.append(" / ".join(f.format(np.nanmean([r[m] for r in objs if r.get(m) is not None]))
                                     for m, f in zip(COLUMNS, FORMATS)))
-        diffs = []
-        for c in counts if n != a.names[0] else ():
-            keys = [k for k in rs if k[1] == c and k in base]
-            mean, lo, hi = mean_interval(np.array([rs[k]["chamfer_l1_mm"] - base[k]["chamfer_l1_mm"] for k in keys]), rng)
-            diffs.append(f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]")
-        print(f"| {n} | {last_val_loss(runs[n])} | {' | '.join(cells)} | {' / '.join(diffs) or '-'} |")
+        vs_base = "-"
+        if n != a.names[0]:
+            diffs = []
+            for c in counts:
+                keys = [k for k in rs if k[1] == c and k in base]
+                d = np.array([rs[k]["chamfer_l1_mm"] - base[k]["chamfer_l1_mm"] for k in keys])
+                mean, lo, hi = mean_interval(d, rng)
+                diffs.append(f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+            vs_base = " / ".join(diffs)
+        print(f"| {n} | {last_val_loss(runs[n])} | {' | '.join(cells)} | {vs_base} |")
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def test_ablation_switches_remove_what_they_name():
     mean = _trained_looking(replace(SMALL, view_fusion="mean"))
     torch.testing.assert_close(out(mean), out(mean, ta=other_tau))
     assert not torch.allclose(out(mean), out(mean, v=other_views), atol=1e-4)
-    # without SCCA the geometry enters only with the noisy shape's patches: the gate is unused
+    # without SCCA the geometry enters only with the noisy shape's patches: no SCCA weight is used
     no_scca = _trained_looking(replace(SMALL, use_scca=False))
     no_scca(z, t, geo, views, tau, valid).sum().backward()
     assert all(p.grad is None for b in no_scca.blocks for p in b.scca.parameters())
