@@ -6,7 +6,8 @@
 # two side by side on one thread each took 2.1-2.7 s a step each, one on two threads 1.1 s (18 min for 1000).
 #   bash scripts/ablations.sh                         # all, one after another (resumable)
 #   STEPS=1000 SCENES=30 bash scripts/ablations.sh full no_vwca   # full_seed1: the full model from seed 1
-#   then: .venv/bin/python scripts/ablation_table.py full full_seed1 no_prior ...   # the README's table
+#   then: .venv/bin/amodalgen3d bench --combine runs/abl4_full_1000/bench,... --out docs/results/ablations_calibrated
+#         .venv/bin/python scripts/ablation_table.py --bench docs/results/ablations_calibrated/bench.json full no_scca ...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 amo=.venv/bin/amodalgen3d
@@ -27,5 +28,6 @@ for n in "${names[@]}"; do
     .venv/bin/python -m amodalgen3d_ros.calibrate "$w" >> "$out.log" 2>&1
     $amo bench --split heldout --data "$data" --scenes "$scenes" --views 1,2,4 --workers 1 \
       --methods "amodalgen3d@$w" --out "$out/bench" >> "$out.log" 2>&1
+    .venv/bin/python scripts/ablation_table.py --steps "$steps" --record "$n"  # its val. losses, kept in docs/
   fi
 done
