@@ -3,6 +3,7 @@
 
     .venv/bin/python scripts/paired_bench.py RUN_A/bench.json 'METHOD_A' RUN_B/bench.json 'METHOD_B'
 """
+import functools
 import json
 import sys
 
@@ -17,8 +18,14 @@ def mean_interval(d: np.ndarray, rng: np.random.Generator) -> tuple[float, float
     return float(d.mean()), float(lo), float(hi)
 
 
+@functools.cache
+def _report_rows(path: str) -> list:
+    """A bench.json's rows, read once per path (one combined file can hold every method asked for)."""
+    return json.load(open(path))["rows"]
+
+
 def rows(path: str, method: str) -> dict:
-    out = {(r["scene"], r["views"]): r for r in json.load(open(path))["rows"] if r["method"] == method}
+    out = {(r["scene"], r["views"]): r for r in _report_rows(path) if r["method"] == method}
     if not out:
         sys.exit(f"no rows of {method!r} in {path}")
     return out
