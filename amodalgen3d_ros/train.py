@@ -5,7 +5,9 @@ one loop with validation, checkpoints and a loss log; export of safetensors weig
     amodalgen3d train --data data/train --mode regress --steps 3000 --out runs/regress
 
 Resumable: preparation writes shards and skips the ones present; the loop resumes from
-runs/NAME/ckpt.pt. Fixed seed: the same command gives the same weights for the same steps.
+runs/NAME/ckpt.pt. Fixed seed: the same command gives the same weights for the same steps, on
+the same thread count, also when the run was interrupted and resumed (the checkpoint keeps the
+data order's generator state as well as torch's).
 """
 
 from __future__ import annotations
@@ -243,7 +245,10 @@ def fit(model: torch.nn.Module, cfg: LoopConfig, out: Path, loss_on, draw, valid
         opt.load_state_dict(ck["optimizer"])
         step, t_spent = int(ck["step"]), float(ck["seconds"])
         torch.set_rng_state(ck["torch_rng"])
-        rng = np.random.default_rng([cfg.seed, step])  # the resumed run's data order is re-seeded
+        if "data_rng" in ck:  # the data order goes on where it stopped: resumed == uninterrupted
+            rng.bit_generator.state = json.loads(ck["data_rng"])
+        else:  # checkpoints written before it was kept: a new order from here
+            rng = np.random.default_rng([cfg.seed, step])
     log = (out / "log.jsonl").open("a")
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not progress)
@@ -276,6 +281,7 @@ def fit(model: torch.nn.Module, cfg: LoopConfig, out: Path, loss_on, draw, valid
             tmp = out / "ckpt.pt.tmp"
             torch.save({"format": CKPT_FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
                         "step": step, "seconds": t_spent, "torch_rng": torch.get_rng_state(),
+                        "data_rng": json.dumps(rng.bit_generator.state),
                         "config": asdict(cfg)}, tmp)
             tmp.replace(ckpt_path)
     bar.close()

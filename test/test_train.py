@@ -72,3 +72,41 @@ def test_generator_started_from_the_reference_is_the_reference_until_trained():
         got = gen.predict_raw(torch.randn(2, 1, R, R, R, generator=g), torch.tensor([0.3, 1.0]), geo, views, tau, valid)
     assert torch.allclose(got, want, atol=1e-4)
     assert gen.x_embed.weight[:, 0].abs().sum() == 0 and gen.t_embed.mlp[2].weight.abs().sum() == 0
+
+
+def test_an_interrupted_run_resumed_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    """Sessions end abruptly and runs resume from their checkpoint: the resumed run must draw the
+    batches the uninterrupted one would have (data order, dropout), else 'same seed, same weights'
+    does not hold for it. Regression: the data order used to be re-seeded at the resume step."""
+    import pytest
+    import torch
+
+    from amodalgen3d_ros.train import LoopConfig, fit
+
+    cfg = LoopConfig(steps=6, batch=4, warmup=1, val_every=100, ckpt_every=2, seed=3)
+
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
+
+    def run(out, stop_at=None):
+        out.mkdir(exist_ok=True)
+        net, calls = make(), []
+
+        def draw(rng):
+            calls.append(1)
+            if stop_at is not None and len(calls) == stop_at:
+                raise KeyboardInterrupt  # the session ends mid-run
+            return torch.as_tensor(rng.normal(size=(cfg.batch, 3)), dtype=torch.float32)
+
+        fit(net, cfg, out, loss_on=lambda x: net(x).pow(2).mean(), draw=draw, validate=lambda: 0.0,
+            desc="t", progress=False)
+        return net
+
+    whole = run(tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", stop_at=5)  # dies drawing step 5: the checkpoint is step 4's
+    resumed = run(tmp_path / "cut")
+    log = [json.loads(x)["step"] for x in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4, 5, 6]  # step 5 never happened before the cut: it was not logged
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
