@@ -55,7 +55,6 @@ def main() -> None:
     table = {n: rows(a.bench or str(r / "bench" / "bench.json"), f"amodalgen3d@{r.name}") for n, r in runs.items()}
     base = table[a.names[0]]
     counts = sorted({k[1] for k in base})
-    rng = np.random.default_rng(0)
     print(f"| model | val. loss | {' | '.join(f'{n} view(s)' for n in counts)} | Chamfer vs {a.names[0]} (95 % interval) |")
     print("|---|---|" + "---|" * len(counts) + "---|")
     for n, rs in table.items():
@@ -66,6 +65,7 @@ def main() -> None:
                                     for m, f in zip(COLUMNS, FORMATS)))
         vs_base = "-"
         if n != a.names[0]:
+            rng = np.random.default_rng(0)  # per variant: its interval does not depend on the rows above it
             diffs = []
             for c in counts:
                 keys = [k for k in rs if k[1] == c and k in base]
