@@ -60,7 +60,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
     if a.combine:
         from .bench import combine
 
-        combine([Path(d) for d in a.combine.split(",")], Path(a.out))
+        try:
+            combine([Path(d) for d in a.combine.split(",")], Path(a.out))
+        except ValueError as e:  # runs that cannot be one table: the user's choice to fix
+            raise _UsageError(str(e)) from None
         print((Path(a.out) / "bench.md").read_text())
         return 0
     if a.fuzz:

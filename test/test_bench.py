@@ -47,10 +47,37 @@ def test_a_combined_run_can_be_combined_again(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "bench.json").write_text(json.dumps({"config": {"split": "heldout", "unposed": False}, "rows": [row]}))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "bench.json").write_text(json.dumps({"config": {"split": "heldout", "unposed": False},
+                                                  "rows": [{**row, "method": "visible_hull"}]}))
     combine([run], tmp_path / "once")
-    again = combine([tmp_path / "once", run], tmp_path / "twice")
+    again = combine([tmp_path / "once", other], tmp_path / "twice")
     assert again["configs"] == [{"split": "heldout", "unposed": False}] * 2 and len(again["rows"]) == 2
     assert "heldout, 1 scenes, posed views" in (tmp_path / "twice" / "bench.md").read_text()
+
+
+def test_combining_one_methods_rows_for_one_scene_from_two_runs_is_refused(tmp_path, capsys):
+    """Two trainings in one runs/ folder name get one label: combined, their rows were pooled into
+    one method's means without a word. Now a clear error (and one line from the CLI)."""
+    import json
+
+    import pytest
+
+    from amodalgen3d_ros.bench import combine
+    from amodalgen3d_ros.cli import main
+
+    row = {"scene": "scene_00000", "views": 1, "posed": True, "occlusion": 0.1,
+           **{k: 1.0 for k in ("chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "chamfer_unseen_mm")}}
+    for name, weights in (("a", "runs/abl4_full_1000/flow.safetensors"), ("b", "old/abl4_full_1000/flow.safetensors")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "bench.json").write_text(json.dumps(
+            {"config": {"split": "heldout", "unposed": False}, "rows": [{**row, "method": f"amodalgen3d@{weights}"}]}))
+    with pytest.raises(ValueError, match="amodalgen3d@abl4_full_1000 has rows for scene_00000 at 1 view"):
+        combine([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    assert main(["bench", "--combine", f"{tmp_path / 'a'},{tmp_path / 'b'}", "--out", str(tmp_path / "out")]) == 2
+    assert "internal error" not in capsys.readouterr().err
+    combine([tmp_path / "a"], tmp_path / "out")  # one of them: fine
 
 
 def test_scenes_made_otherwise_are_refused(tmp_path):
