@@ -511,16 +511,18 @@ def run_cube_bench(weights: str | Path, out_dir: str | Path, data: str = "data/h
 def combine(dirs: list[Path], out: Path) -> dict:
     """One table from the rows of earlier runs on the same scenes (e.g. baselines + learned)."""
     reports = [json.loads((d / "bench.json").read_text()) for d in dirs]
-    rows = [{**r, "method": method_label(r["method"])} for rep in reports for r in rep["rows"]]
     # one method's rows for one scene from two runs would be pooled under one label, silently (two
     # trainings in runs/ of one name do this): refused, with what to do
-    first: dict = {}
+    rows: list[dict] = []
+    first: dict[tuple, Path] = {}
     for d, rep in zip(dirs, reports):
         for r in rep["rows"]:
-            key = (r["scene"], r["views"], method_label(r["method"]), r.get("posed", True))
+            r = {**r, "method": method_label(r["method"])}
+            key = (r["scene"], r["views"], r["method"], r.get("posed", True))
             if first.setdefault(key, d) != d:
                 raise ValueError(f"{key[2]} has rows for {key[0]} at {key[1]} view(s) in both {first[key]} and {d}: "
                                  f"combine one of them, or bench one from weights in a folder of another name (its label)")
+            rows.append(r)
     summary = summarize(rows)
     out.mkdir(parents=True, exist_ok=True)
     # a combined run holds its runs' configs: it can be combined again (re-rendered, or with more runs)
