@@ -527,8 +527,11 @@ def combine(dirs: list[Path], out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     # a combined run holds its runs' configs: it can be combined again (re-rendered, or with more runs)
     configs = [c for rep in reports for c in rep.get("configs", [rep.get("config")])]
-    report = {"combined_from": [str(d) for d in dirs], "configs": configs,
-              "machine": machine_info(), "summary": summary, "rows": rows}
+    # each run's machine beside its config (an older combined run did not keep them: unknown)
+    machines = [m for rep in reports
+                for m in (rep.get("machines", [None] * len(rep["configs"])) if "configs" in rep else [rep.get("machine")])]
+    report = {"combined_from": [str(d) for d in dirs], "configs": configs, "machines": machines,
+              "combined_on": machine_info(), "summary": summary, "rows": rows}
     (out / "bench.json").write_text(json.dumps(report, indent=1, default=float))
     posed = "unposed" if configs[0].get("unposed") else "posed"
     n = len({r["scene"] for r in rows})

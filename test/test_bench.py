@@ -46,7 +46,8 @@ def test_a_combined_run_can_be_combined_again(tmp_path):
            **{k: 1.0 for k in ("chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "chamfer_unseen_mm")}}
     run = tmp_path / "run"
     run.mkdir()
-    (run / "bench.json").write_text(json.dumps({"config": {"split": "heldout", "unposed": False}, "rows": [row]}))
+    (run / "bench.json").write_text(json.dumps({"config": {"split": "heldout", "unposed": False}, "rows": [row],
+                                                "machine": {"cpus": 64}}))
     other = tmp_path / "other"
     other.mkdir()
     (other / "bench.json").write_text(json.dumps({"config": {"split": "heldout", "unposed": False},
@@ -54,6 +55,8 @@ def test_a_combined_run_can_be_combined_again(tmp_path):
     combine([run], tmp_path / "once")
     again = combine([tmp_path / "once", other], tmp_path / "twice")
     assert again["configs"] == [{"split": "heldout", "unposed": False}] * 2 and len(again["rows"]) == 2
+    # bug: a combined run's only machine was the one that combined it; each run's is kept, beside its config
+    assert again["machines"] == [{"cpus": 64}, None] and "cpus" in again["combined_on"]
     assert "heldout, 1 scenes, posed views" in (tmp_path / "twice" / "bench.md").read_text()
 
 
