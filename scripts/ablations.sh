@@ -4,7 +4,7 @@
 # the same way as the shipped model (96 calibration scenes, a level per view count, the default
 # 2 x 8 sampler) and benchmarked on the held-out split. Runs one variant at a time on two threads:
 # two side by side on one thread each took 2.1-2.7 s a step each, one on two threads 1.1-1.8 s (18-30 min
-# for 1000; then calibration 19-25 min and bench 2-3 min, measured in sessions 17 and 18; no_prior and
+# for 1000; then calibration 17-25 min and bench 1-3 min, measured in sessions 17-19; no_prior and
 # full_seed1 first prepare their own shards, 6 min).
 #   bash scripts/ablations.sh                         # all, one after another (resumable)
 #   STEPS=1000 SCENES=30 bash scripts/ablations.sh full no_vwca   # full_seed1: the full model from seed 1
