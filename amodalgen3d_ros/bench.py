@@ -169,7 +169,7 @@ def pooled_confidence(rows: list[dict]) -> dict | None:
 
 def summarize(rows: list[dict]) -> dict:
     ok = [r for r in rows if "error" not in r]
-    out: dict = {"by_views": {}, "by_occlusion": {}, "failures": {}}
+    out: dict = {"by_views": {}, "by_occlusion": {}, "by_family": {}, "failures": {}}
     for r in rows:
         if "error" in r:
             key = f"{r['views']}/{r['method']}"
@@ -199,7 +199,15 @@ def summarize(rows: list[dict]) -> dict:
                     pooled = pooled_confidence(b)
                     if pooled:  # the more is hidden, the more a confidence may over-state: its pooled gap per band
                         band["confidence_minus_within_5mm"] = pooled["mean_confidence"] - pooled["hit_rate"]
+            # which shapes a method finds hard (thin shells, held-out families): means per family
+            for fam in sorted({r["family"] for r in sel if "family" in r}):
+                f = [r for r in sel if r.get("family") == fam]
+                out["by_family"][f"{n}/{m}/{fam}"] = {"n": len(f), **{
+                    k: float(np.nanmean([float(r[k]) for r in f])) for k in FAMILY_METRICS}}
     return out
+
+
+FAMILY_METRICS = ("chamfer_l1_mm", "fscore_5mm", "iou", "accuracy_seen_mm", "completeness_unseen_mm")
 
 
 def markdown(summary: dict, title: str) -> str:
@@ -245,6 +253,12 @@ def markdown(summary: dict, title: str) -> str:
         gap = f"{st['confidence_minus_within_5mm']:+.3f}" if "confidence_minus_within_5mm" in st else "-"
         lines.append(f"| {n} | {m} | {band} | {st['n']} | {st['chamfer_l1_mm']:.3g} | {st['fscore_5mm']:.3g} | "
                      f"{st['fscore_10mm']:.3g} | {st['iou']:.3g} | {st['chamfer_unseen_mm']:.3g} | {gap} |")
+    if summary.get("by_family"):  # absent from summaries written before it
+        lines += ["", "### By shape family", "", "| views | method | family | n | " + " | ".join(FAMILY_METRICS) + " |",
+                  "|" + "---|" * (len(FAMILY_METRICS) + 4)]
+        for key, st in summary["by_family"].items():
+            n, m, fam = key.split("/")
+            lines.append(f"| {n} | {m} | {fam} | {st['n']} | " + " | ".join(f"{st[k]:.3g}" for k in FAMILY_METRICS) + " |")
     if summary["failures"]:
         lines += ["", "Failures (counted, not hidden): " + ", ".join(f"{k}: {v}" for k, v in summary["failures"].items())]
     return "\n".join(lines) + "\n"

@@ -35,6 +35,20 @@ def test_confidence_gap_per_occlusion_band_pools_the_bands_vertices():
     assert "| 1 | m | 60-80% | 2 |" in markdown(s, "t") and "| +0.075 |" in markdown(s, "t")
 
 
+def test_means_per_shape_family():
+    """Which shapes a method finds hard: per view count, method and family, the rows' means."""
+    from amodalgen3d_ros.bench import FAMILY_METRICS
+
+    def row(family, chamfer, method="m"):
+        return {"views": 2, "method": method, "occlusion": 0.1, "family": family, "fscore_10mm": 1.0,
+                "chamfer_unseen_mm": 1.0, **{k: 1.0 for k in FAMILY_METRICS}, "chamfer_l1_mm": chamfer}
+    s = summarize([row("bowl", 6.0), row("bowl", 8.0), row("box", 2.0), row("box", 3.0, "hull")])
+    assert set(s["by_family"]) == {"2/m/bowl", "2/m/box", "2/hull/box"}
+    assert s["by_family"]["2/m/bowl"]["n"] == 2 and s["by_family"]["2/m/bowl"]["chamfer_l1_mm"] == 7.0
+    assert "| 2 | m | bowl | 2 | 7 | 1 | 1 | 1 | 1 |" in markdown(s, "t")
+    assert "By shape family" not in markdown({**s, "by_family": {}}, "t")
+
+
 def test_a_combined_run_can_be_combined_again(tmp_path):
     """Bug: `bench --combine` of a combined run (to re-render it, or add runs) stopped with an
     internal error, KeyError 'config': a combined run holds its runs' configs instead."""
