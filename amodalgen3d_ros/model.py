@@ -542,6 +542,9 @@ class LearnedMethod:
                 f"{steps} --samples {samples} on a copy)")
         # the generator's own samples as meshes too (each its own plausible completion), at most K
         self.hypotheses = min(hypotheses, samples) if self.model.cfg.mode == "flow" else 0
+        if fine_res <= 0 or fine_res % self.model.cfg.res:
+            # the network's grid is refined by an integer factor (voxel centres aligned)
+            raise ValueError(f"fine_res {fine_res} is not a positive multiple of the network's grid, {self.model.cfg.res}")
         self.fine_res = fine_res
         self.threads = threads
         self.fcfg = FeatureConfig(res=self.model.cfg.res, crop=self.model.cfg.crop, max_views=self.model.cfg.max_views,

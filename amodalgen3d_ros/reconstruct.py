@@ -88,7 +88,8 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
         name = "amodalgen3d" if "amodalgen3d" in methods else "support_hull"
     if "@" in name or "?" in name:
         # a learned method with other weights or sampler options (benchmarks, ablations):
-        # "amodalgen3d@runs/x/flow.safetensors", "amodalgen3d?steps=4&samples=2", "amodalgen3d?hypotheses=4"
+        # "amodalgen3d@runs/x/flow.safetensors", "amodalgen3d?steps=4&samples=2", "amodalgen3d?hypotheses=4",
+        # "amodalgen3d?fine_res=96" (the grid the result is made to agree with the views on)
         head, _, query = name.partition("?")
         base, _, weights = head.partition("@")
         try:
@@ -96,8 +97,9 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
         except ValueError:
             opts = {"": 0}
         if (base not in methods or (weights and not Path(weights).is_file())
-                or not set(opts) <= {"steps", "samples", "hypotheses"}):
-            raise ViewsFormatError(f"'{name}': expected LEARNED_METHOD[@WEIGHTS_FILE][?steps=N&samples=K&hypotheses=H]")
+                or not set(opts) <= {"steps", "samples", "hypotheses", "fine_res"}):
+            raise ViewsFormatError(
+                f"'{name}': expected LEARNED_METHOD[@WEIGHTS_FILE][?steps=N&samples=K&hypotheses=H&fine_res=F]")
         from .model import learned_method
 
         return name, lambda obs: learned_method(base, weights or None, **opts)(obs)

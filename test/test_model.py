@@ -282,6 +282,16 @@ def test_learned_method_gives_a_closed_mesh(tmp_path, scene0, predict):
     assert inferred.any() and np.all(hidden[inferred] < seen[inferred])
 
 
+def test_fine_grid_is_an_integer_refinement_of_the_networks(tmp_path, scene0):
+    from amodalgen3d_ros.observation import observe
+
+    M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match="multiple"):
+        M.LearnedMethod(tmp_path / "w.safetensors", fine_res=40)
+    method = M.LearnedMethod(tmp_path / "w.safetensors", steps=1, samples=1, fine_res=3 * SMALL.res)
+    assert method.field(observe(scene0.views[:1], scene0.target_id))["field"].shape == (3 * SMALL.res,) * 3
+
+
 def test_calibrated_level_travels_in_the_weights(tmp_path):
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "w.safetensors", {"level": 0.3})
     assert M.weights_meta(tmp_path / "w.safetensors")["level"] == 0.3
