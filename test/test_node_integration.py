@@ -187,6 +187,11 @@ def test_faults_are_counted_and_the_node_goes_on(tmp_path, scene0, ros_context, 
         assert proc.poll() is None
         if case == "unwritable_output":
             assert any(a.objects for a in t.objects), "results must still be published"
+            # the latency's split: waiting for the worker plus the run, which holds the reconstruction
+            assert wait_for(lambda: "last_latency_s" in {x.key for x in diags[-1].status[0].values}, 10, t.spin)
+            kv = {x.key: float(x.value) for x in diags[-1].status[0].values if x.key.startswith("last_")}
+            assert abs(kv["last_wait_s"] + kv["last_run_s"] - kv["last_latency_s"]) < 2.5e-3, kv  # each rounded to 1 ms
+            assert 0 <= kv["last_inference_s"] <= kv["last_run_s"], kv
     finally:
         stop_node(proc)
         t.node.destroy_node()

@@ -455,7 +455,11 @@ class AmodalGen3DNode(LifecycleNode):
         self.stats["reconstructions"] += 1
         self.stats["last_inference_s"] = rec.seconds
         if not final:  # a final run waits for the track to expire by design: not a frame's latency
-            self.stats["last_latency_s"] = time.monotonic() - t_in
+            t1 = time.monotonic()
+            # where the latency went: waiting for the worker, then the run (the reconstruction
+            # process's round trip and the publish; last_inference_s is the reconstruction alone)
+            self.stats["last_wait_s"], self.stats["last_run_s"] = t0 - t_in, t1 - t0
+            self.stats["last_latency_s"] = t1 - t_in
             self.latencies.append(self.stats["last_latency_s"])
         if self.cfg.output_dir:
             try:
