@@ -167,6 +167,9 @@ def pooled_confidence(rows: list[dict]) -> dict | None:
             "ece": ece_from_bins(total)}
 
 
+FAMILY_METRICS = ("chamfer_l1_mm", "fscore_5mm", "iou", "accuracy_seen_mm", "completeness_unseen_mm")
+
+
 def summarize(rows: list[dict]) -> dict:
     ok = [r for r in rows if "error" not in r]
     out: dict = {"by_views": {}, "by_occlusion": {}, "by_family": {}, "failures": {}}
@@ -193,21 +196,20 @@ def summarize(rows: list[dict]) -> dict:
             for lo, hi in zip(OCCLUSION_BANDS[:-1], OCCLUSION_BANDS[1:]):
                 b = [r for r in sel if lo <= r["occlusion"] < hi]
                 if b:
-                    band = out["by_occlusion"][f"{n}/{m}/{int(lo * 100)}-{int(min(hi, 1) * 100)}%"] = {
-                        "n": len(b), **{k: float(np.nanmean([r[k] for r in b])) for k in
-                                        ("chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "chamfer_unseen_mm")}}
+                    band = out["by_occlusion"][f"{n}/{m}/{int(lo * 100)}-{int(min(hi, 1) * 100)}%"] = _means(
+                        b, ("chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "chamfer_unseen_mm"))
                     pooled = pooled_confidence(b)
                     if pooled:  # the more is hidden, the more a confidence may over-state: its pooled gap per band
                         band["confidence_minus_within_5mm"] = pooled["mean_confidence"] - pooled["hit_rate"]
             # which shapes a method finds hard (thin shells, held-out families): means per family
             for fam in sorted({r["family"] for r in sel if "family" in r}):
-                f = [r for r in sel if r.get("family") == fam]
-                out["by_family"][f"{n}/{m}/{fam}"] = {"n": len(f), **{
-                    k: float(np.nanmean([float(r[k]) for r in f])) for k in FAMILY_METRICS}}
+                out["by_family"][f"{n}/{m}/{fam}"] = _means([r for r in sel if r.get("family") == fam], FAMILY_METRICS)
     return out
 
 
-FAMILY_METRICS = ("chamfer_l1_mm", "fscore_5mm", "iou", "accuracy_seen_mm", "completeness_unseen_mm")
+def _means(rows: list[dict], keys: tuple[str, ...]) -> dict:
+    """A group of rows (an occlusion band, a family): its size and the mean of each key (NaN-free)."""
+    return {"n": len(rows), **{k: float(np.nanmean([float(r[k]) for r in rows])) for k in keys}}
 
 
 def markdown(summary: dict, title: str) -> str:

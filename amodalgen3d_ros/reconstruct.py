@@ -102,7 +102,11 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
                 f"'{name}': expected LEARNED_METHOD[@WEIGHTS_FILE][?steps=N&samples=K&hypotheses=H&fine_res=F]")
         from .model import learned_method
 
-        return name, lambda obs: learned_method(base, weights or None, **opts)(obs)
+        try:  # loaded here (cached), so a bad option is the caller's error, said before any views arrive
+            learned = learned_method(base, weights or None, **opts)
+        except ValueError as e:
+            raise ViewsFormatError(f"'{name}': {e}") from None
+        return name, lambda obs: learned(obs)
     if name not in methods:
         raise ViewsFormatError(f"unknown method '{name}' (choose from auto, {', '.join(sorted(methods))})")
     return name, methods[name]

@@ -288,6 +288,11 @@ def test_fine_grid_is_an_integer_refinement_of_the_networks(tmp_path, scene0):
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "w.safetensors")
     with pytest.raises(ValueError, match="multiple"):
         M.LearnedMethod(tmp_path / "w.safetensors", fine_res=40)
+    from amodalgen3d_ros.reconstruct import resolve_method
+    from amodalgen3d_ros.views import ViewsFormatError
+
+    with pytest.raises(ViewsFormatError, match="multiple"):  # a bad method option is the caller's error
+        resolve_method("amodalgen3d?fine_res=40")
     method = M.LearnedMethod(tmp_path / "w.safetensors", steps=1, samples=1, fine_res=3 * SMALL.res)
     assert method.field(observe(scene0.views[:1], scene0.target_id))["field"].shape == (3 * SMALL.res,) * 3
 
