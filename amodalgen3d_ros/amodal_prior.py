@@ -11,9 +11,8 @@ Sections: crop geometry, the network, losses, running it on an observation, weig
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -239,28 +238,16 @@ def torch_runner(net: AmodalPrior) -> PriorRunner:
 # --------------------------------------------------------------------------------------------
 
 def save_prior(net: AmodalPrior, path: str | Path, meta: dict | None = None) -> None:
-    from safetensors.torch import save_file
+    from .model import write_safetensors
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(path),
-              metadata={"config": json.dumps(asdict(net.cfg)), "meta": json.dumps(meta or {})})
+    write_safetensors(net, path, meta)
 
 
 def load_prior(path: str | Path = PRIOR_WEIGHTS) -> AmodalPrior:
-    from safetensors import SafetensorError, safe_open
+    from .model import WeightsError, read_safetensors
 
-    from .model import WeightsError
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"amodal prior weights not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            cfg = PriorConfig(**json.loads((f.metadata() or {})["config"]))
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, KeyError, json.JSONDecodeError, TypeError, OSError) as e:
-        raise WeightsError(f"corrupt amodal prior weights {path}: {e}") from None
-    net = AmodalPrior(cfg)
+    cfg, state = read_safetensors(path, lambda d: PriorConfig(**d), "amodal prior weights")
+    net = AmodalPrior(cfg)  # type: ignore[arg-type]
     try:
         net.load_state_dict(state)
     except RuntimeError as e:

@@ -62,11 +62,14 @@ def fit_confidence(sigma: np.ndarray, hit: np.ndarray, visible_fraction: np.ndar
 
 
 def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIBRATION_SCENES, seed: int = 99,
-              views: tuple[int, ...] = (1, 2, 4), steps: int | None = None, samples: int | None = None) -> dict:
+              views: tuple[int, ...] = (1, 2, 4), steps: int | None = None, samples: int | None = None,
+              decoder: str | Path | None = None) -> dict:
     """Level and confidence for the generator run at `steps` x `samples` (the defaults unless the
-    node or the CLI is set otherwise: both change how sharp the mean occupancy is)."""
+    node or the CLI is set otherwise: both change how sharp the mean occupancy is). With `decoder`,
+    those of the generator followed by that local decoder, stored in the decoder's file."""
     synth.synth(data, scenes, seed, "train", workers=1, progress=False)
-    m = LearnedMethod(weights, level=0.5, steps=steps or SAMPLING_STEPS, samples=samples or NUM_SAMPLES)
+    m = LearnedMethod(weights, level=0.5, steps=steps or SAMPLING_STEPS, samples=samples or NUM_SAMPLES,
+                      decoder=1 if decoder else 0, decoder_weights=decoder)
     scores: dict[int, dict[float, list[float]]] = {n: {lv: [] for lv in LEVELS} for n in views}
     cases = []  # (view count, field, ground-truth surface points): the confidence is fitted at the chosen levels
     for sc in synth.scene_dirs(data)[:scenes]:
@@ -95,16 +98,22 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
         visible.append(np.full(len(err), fd["visible_fraction"]))
     confidence = fit_confidence(np.concatenate(sigmas), np.concatenate(hits), np.concatenate(visible))
 
-    model = load_weights(weights)
-    meta = weights_meta(weights)
     # the level and the confidence hold for the sampler they were fitted at (the defaults)
     sampler = {"steps": m.steps, "samples": m.samples} if m.model.cfg.mode == "flow" else None
     level_by_views_s = {str(n): lv for n, lv in level_by_views.items()}  # JSON keys
-    meta.update({"level": best, "level_by_views": level_by_views_s, "confidence": confidence,
-                 "calibration": {"scenes": scenes, "seed": seed, "split": "train", "score_by_level": means,
-                                 "score_by_views_and_level": {str(n): v for n, v in by_views.items()},
-                                 "sampler": sampler}})
-    save_weights(model, weights, meta)
+    update = {"level": best, "level_by_views": level_by_views_s, "confidence": confidence,
+              "calibration": {"scenes": scenes, "seed": seed, "split": "train", "score_by_level": means,
+                              "score_by_views_and_level": {str(n): v for n, v in by_views.items()},
+                              "sampler": sampler}}
+    if decoder:  # one decoder serves several networks: a calibration for each
+        from .backends import file_sha256
+        from .local_decoder import decoder_meta, load_decoder, save_decoder
+
+        dmeta = decoder_meta(decoder)
+        dmeta.setdefault("calibration_by_network", {})[file_sha256(weights)] = {"network": Path(weights).name, **update}
+        save_decoder(load_decoder(decoder), decoder, dmeta)
+    else:
+        save_weights(load_weights(weights), weights, {**weights_meta(weights), **update})
     return {"level": best, "level_by_views": level_by_views_s, "score_by_level": means,
             "score_by_views_and_level": by_views, "confidence": confidence}
 

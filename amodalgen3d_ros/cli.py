@@ -105,16 +105,22 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     from .train import PriorTrainConfig, TrainConfig, train, train_prior
 
+    # what was given on the command line; each mode's config has its own defaults for the rest
+    given = {k: v for k, v in {"data": a.data, "out": a.out, "scenes": a.scenes, "steps": a.steps, "batch": a.batch,
+                               "lr": a.lr, "warmup": a.warmup}.items() if v is not None}
+    common = {**given, "seed": a.seed, "threads": a.threads}
     if a.mode == "prior":
-        pcfg = replace(PriorTrainConfig(), data=a.data, out=a.out or "runs/prior", scenes=a.scenes,
-                       steps=a.steps, batch=a.batch, seed=a.seed, threads=a.threads)
-        print(json.dumps({"weights": str(train_prior(pcfg))}))
+        print(json.dumps({"weights": str(train_prior(replace(PriorTrainConfig(), **common)))}))
         return 0
-    cfg = replace(TrainConfig(), data=a.data, out=a.out or f"runs/{a.mode}", mode=a.mode, scenes=a.scenes,
-                  predict=a.predict, steps=a.steps, batch=a.batch, seed=a.seed, threads=a.threads, view_fusion=a.view_fusion,
-                  use_vwca=not a.no_vwca, use_scca=not a.no_scca, use_gate=not a.no_gate,
-                  prior="" if a.no_prior else a.prior, init=a.init or "", lr=a.lr if a.lr is not None else TrainConfig.lr,
-                  warmup=a.warmup if a.warmup is not None else TrainConfig.warmup)
+    if a.mode == "decoder":
+        from .local_decoder import DecoderTrainConfig, train_decoder
+
+        dcfg = replace(DecoderTrainConfig(), **common, **({"generator": a.init} if a.init else {}))
+        print(json.dumps({"weights": str(train_decoder(dcfg))}))
+        return 0
+    cfg = replace(TrainConfig(), **{"out": f"runs/{a.mode}", **common}, mode=a.mode, predict=a.predict,
+                  view_fusion=a.view_fusion, use_vwca=not a.no_vwca, use_scca=not a.no_scca, use_gate=not a.no_gate,
+                  prior="" if a.no_prior else a.prior, init=a.init or "")
     weights = train(cfg)
     print(json.dumps({"weights": str(weights)}))
     return 0
@@ -124,7 +130,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     from .calibrate import CALIBRATION_SCENES, calibrate
 
     print(json.dumps(calibrate(a.weights, data=a.data, scenes=a.scenes or CALIBRATION_SCENES, seed=a.seed,
-                               steps=a.steps, samples=a.samples), indent=1))
+                               steps=a.steps, samples=a.samples, decoder=a.decoder), indent=1))
     return 0
 
 
@@ -210,16 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--speed", action="store_true", help="seconds per object and peak memory of the learned method")
     b.add_argument("--repeats", type=int, default=5, help="--speed: runs per setting (median quoted)")
     b.set_defaults(fn=cmd_bench)
-    t = sub.add_parser("train", help="train the generator (flow), the deterministic reference (regress) or the "
-                                     "2D amodal prior (prior)")
-    t.add_argument("--data", default="data/train")
+    t = sub.add_parser("train", help="train the generator (flow), the deterministic reference (regress), the "
+                                     "2D amodal prior (prior) or the local decoder (decoder)")
+    t.add_argument("--data", default=None, help="default data/train (flow, regress, prior), data/decoder_train (decoder)")
     t.add_argument("--out", default=None)
-    t.add_argument("--mode", choices=["flow", "regress", "prior"], default="flow")
+    t.add_argument("--mode", choices=["flow", "regress", "prior", "decoder"], default="flow")
     t.add_argument("--predict", choices=["velocity", "x0"], default="x0",
                    help="flow mode: the network predicts the clean shape's logits (BCE; shipped) or the velocity (MSE)")
-    t.add_argument("--scenes", type=int, default=3000)
-    t.add_argument("--steps", type=int, default=3000)
-    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--scenes", type=int, default=None,
+                   help="default 3000 (flow, regress, prior: the whole train split), 1800 (decoder)")
+    t.add_argument("--steps", type=int, default=None, help="default 3000 (flow, regress), 4000 (prior), 10000 (decoder)")
+    t.add_argument("--batch", type=int, default=None, help="default 16 (flow, regress), 32 (prior), 4096 points (decoder)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--view-fusion", choices=["visibility", "mean"], default="visibility")
@@ -230,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the 2D amodal prior's weights (its outputs are inputs)")
     t.add_argument("--no-prior", action="store_true", help="ablation: without the 2D amodal prior")
     t.add_argument("--init", default=None, metavar="WEIGHTS",
-                   help="start from these weights (the same network, any mode), e.g. the generator from the reference")
+                   help="start from these weights (the same network, any mode), e.g. the generator from the reference; "
+                        "decoder mode: the generator whose fields it learns from (default the shipped one)")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-4)")
     t.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 100)")
     t.set_defaults(fn=cmd_train)
@@ -241,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=99)
     c.add_argument("--steps", type=int, default=None, help="the generator's Euler steps to calibrate for (default: its default)")
     c.add_argument("--samples", type=int, default=None, help="the generator's samples to calibrate for (default: its default)")
+    c.add_argument("--decoder", default=None, metavar="DECODER_WEIGHTS",
+                   help="calibrate WEIGHTS followed by this local decoder (stored in the decoder's file)")
     c.set_defaults(fn=cmd_calibrate)
 
     rp = sub.add_parser("replay", help="play a rosbag2 through the node, record its outputs, write meshes")

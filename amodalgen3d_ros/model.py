@@ -435,13 +435,36 @@ def sample(net, geo, views, tau, valid, steps: int = SAMPLING_STEPS, samples: in
 # Weights: safetensors plus a JSON card of the config; never pickle
 # --------------------------------------------------------------------------------------------
 
-def save_weights(model: AmodalGen3D, path: str | Path, meta: dict | None = None) -> None:
+def write_safetensors(net: nn.Module, path: str | Path, meta: dict | None = None) -> None:
+    """A network's tensors, its config (a dataclass at net.cfg) and a meta JSON, in one file; the
+    shipped networks' one format (the prior's and the local decoder's too)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={"config": json.dumps(asdict(model.cfg)), "meta": json.dumps(meta or {})})
+    tensors = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    save_file(tensors, str(path), metadata={"config": json.dumps(asdict(net.cfg)), "meta": json.dumps(meta or {})})  # type: ignore[call-overload]
+
+
+def read_safetensors(path: str | Path, make_cfg, what: str = "weights") -> tuple[object, dict]:
+    """(make_cfg(stored config dict), tensors) of a file written by write_safetensors; a missing or
+    corrupt file is a WeightsError naming `what`. Nothing is unpickled."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{what} not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            cfg = make_cfg(json.loads((f.metadata() or {})["config"]))
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, KeyError, json.JSONDecodeError, TypeError, OSError) as e:
+        raise WeightsError(f"corrupt {what} {path}: {e}") from None
+    return cfg, state
+
+
+def save_weights(model: AmodalGen3D, path: str | Path, meta: dict | None = None) -> None:
+    write_safetensors(model, path, meta)
 
 
 class WeightsError(RuntimeError):
@@ -449,19 +472,8 @@ class WeightsError(RuntimeError):
 
 
 def load_weights(path: str | Path) -> AmodalGen3D:
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            cfg = ModelConfig(**json.loads(meta["config"]))
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, KeyError, json.JSONDecodeError, TypeError, OSError) as e:
-        raise WeightsError(f"corrupt weights {path}: {e}") from None
-    model = AmodalGen3D(cfg)
+    cfg, state = read_safetensors(path, lambda d: ModelConfig(**d))
+    model = AmodalGen3D(cfg)  # type: ignore[arg-type]
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise WeightsError(f"weights {path} do not fit the model (missing {len(missing)}, unexpected {len(unexpected)})")
@@ -502,7 +514,8 @@ class LearnedMethod:
                  guidance: float = 1.0, fine_res: int = 64, threads: int | None = None, backend: str = "torch",
                  onnx_dir: str | Path | None = None, engine_cache_dir: str | Path | None = None,
                  precision: str = "fp16", force_rebuild: bool = False, hull_residual: bool = True,
-                 level: float | None = None, prior_weights: str | Path | None = None, hypotheses: int = 0):
+                 level: float | None = None, prior_weights: str | Path | None = None, hypotheses: int = 0,
+                 decoder: int = 0, decoder_weights: str | Path | None = None):
         from .backends import file_sha256, make_backend, make_prior_runner
 
         self.hull_residual = hull_residual
@@ -547,12 +560,39 @@ class LearnedMethod:
             raise ValueError(f"fine_res {fine_res} is not a positive multiple of the network's grid, {self.model.cfg.res}")
         self.fine_res = fine_res
         self.threads = threads
+        # the local decoder (local_decoder.py): the fine field near the surface, read off the coarse
+        # one and the fine observation; its ramp crosses 0.5 on the surface, so no level is fitted
+        self.decoder = None
+        if decoder:
+            from .local_decoder import DECODER_WEIGHTS, decoder_meta, load_decoder
+
+            dpath = Path(decoder_weights or DECODER_WEIGHTS)
+            self.decoder = load_decoder(dpath)
+            if self.decoder.cfg.fine_res != fine_res:
+                raise ValueError(f"the local decoder was trained on a {self.decoder.cfg.fine_res}^3 grid, "
+                                 f"not fine_res {fine_res}")
+            # the level and confidence of this network followed by the decoder, calibrated together
+            # (`calibrate WEIGHTS --decoder`) and kept in the decoder's file per network
+            cal = decoder_meta(dpath).get("calibration_by_network", {}).get(file_sha256(weights))
+            if cal is None and level is None:  # (a caller that sets the level is calibrating)
+                logging.getLogger("amodalgen3d.model").warning(
+                    f"{dpath.name} holds no calibration with {Path(weights).name}: surface at its ramp's 0.5, "
+                    f"confidence as fitted without the decoder (amodalgen3d calibrate {weights} --decoder {dpath})")
+            cal = cal or {}
+            if level is None:
+                self.level = cal.get("level", 0.5)
+                self.level_by_views = {int(n): float(lv) for n, lv in cal.get("level_by_views", {}).items()}
+            if "confidence" in cal:
+                c = cal["confidence"]
+                self.sigma_scale, self.sigma_floor_m, self.occlusion_gain_m = (
+                    c["sigma_scale"], c["sigma_floor_m"], c["occlusion_gain_m"])
         self.fcfg = FeatureConfig(res=self.model.cfg.res, crop=self.model.cfg.crop, max_views=self.model.cfg.max_views,
                                   amodal_prior=self.model.cfg.amodal_prior)
 
     def level_for(self, n_views: int) -> float:
         """The surface level for a field from n views: that of the largest calibrated view count
-        not above n (3 views take 2's), else the pooled one."""
+        not above n (3 views take 2's), else the pooled one. With the local decoder, its own
+        calibration's (0.5, the ramp's crossing, if it has none)."""
         counts = [n for n in self.level_by_views if n <= n_views]
         return self.level_by_views[max(counts)] if counts else self.level
 
@@ -595,6 +635,7 @@ class LearnedMethod:
         ev = ray_evidence(cobs, grid, trunc_m=2 * grid.voxel_m)
         band = ~np.isnan(ev.tsdf)
         use_hull = self.hull_residual and "support_hull" in GEO_CHANNELS
+        hull_fine = None
         if use_hull:
             hull_fine = hull_field(cobs, grid)
             hull_coarse = upsample_linear(mi.geo[GEO_CHANNELS.index("support_hull")], f)
@@ -612,9 +653,20 @@ class LearnedMethod:
             fine[ev.below_plane] = 0.0
             return fine
 
-        return {"field": complete(prob), "tsdf": ev.tsdf, "band": band, "grid": grid, "mi": mi,
-                "hypotheses": [complete(p) for p in each[: self.hypotheses]], "n_views": len(obs.used_views()),
-                "visible_fraction": obs.fused.visible_fraction}
+        out = {"field": complete(prob), "tsdf": ev.tsdf, "band": band, "grid": grid, "mi": mi, "evidence": ev,
+               "hull": hull_fine, "hypotheses": [complete(p) for p in each[: self.hypotheses]],
+               "n_views": len(obs.used_views()), "visible_fraction": obs.fused.visible_fraction}
+        if self.decoder is not None:
+            from .local_decoder import decode
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            # the confidence is still read from the samples' mean (surface_sigma): the decoder's ramp
+            # is sharp by construction, whether or not the samples agreed
+            out["coarse_field"] = out["field"]
+            out["field"] = decode(self.decoder, out["field"], hull_fine, ev)
+            out["hypotheses"] = [decode(self.decoder, h, hull_fine, ev) for h in out["hypotheses"]]
+        return out
 
     def mesh(self, fd: dict, level: float):
         """Closed mesh (output frame) and per-vertex confidence at a surface level."""
@@ -632,15 +684,20 @@ class LearnedMethod:
         from .surface import drop_specks_and_voids, mesh_from_field
 
         field, band, grid = fd["field"].copy(), fd["band"], fd["grid"]
-        field[band] = np.clip(level - 0.5 * fd["tsdf"][band], 0, 1)  # seen surface: the measurement wins
+        measured_field = np.clip(level - 0.5 * fd["tsdf"][band], 0, 1)
+        field[band] = measured_field  # seen surface: the measurement wins
         field = drop_specks_and_voids(field, level)
+        slope_field = field
+        if "coarse_field" in fd:  # after the local decoder: the slope of the samples' mean
+            slope_field = fd["coarse_field"].copy()
+            slope_field[band] = measured_field
         try:
             mesh = mesh_from_field(field, grid, level, smooth_iters=5)
         except ValueError:  # the network saw nothing: fall back to the observation alone
             mesh = mesh_from_field(np.where(band, field, 0.0), grid, level)
         ijk, _ = grid.index_of(mesh.vertices)
         ijk = np.clip(ijk, 0, grid.shape[0] - 1)
-        sigma = surface_sigma(field, grid, mesh.vertices)
+        sigma = surface_sigma(slope_field, grid, mesh.vertices)
         measured = band[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
         mesh.vertices = transform(fd["mi"].T_out_cube, mesh.vertices)
         return mesh, sigma, measured
@@ -753,9 +810,25 @@ def hull_field(obs, grid) -> np.ndarray:
 _CACHE: dict[str, LearnedMethod] = {}
 
 
+def decoder_by_default(weights: str | Path, fine_res: int = 64) -> int:
+    """1 if the shipped local decoder holds a calibration with these weights on this grid (so the
+    shipped networks run with it, ablation runs' weights without it unless asked), else 0."""
+    from .backends import file_sha256
+    from .local_decoder import DECODER_WEIGHTS, decoder_meta, load_decoder
+
+    if not Path(weights).is_file():  # (loading them says so, clearly)
+        return 0
+    if not DECODER_WEIGHTS.is_file() or load_decoder(DECODER_WEIGHTS).cfg.fine_res != fine_res:
+        return 0
+    return int(file_sha256(weights) in decoder_meta(DECODER_WEIGHTS).get("calibration_by_network", {}))
+
+
 def learned_method(name: str, weights: str | Path | None = None, **kw) -> LearnedMethod:
-    """A learned method, loaded once per (name, weights, options)."""
+    """A learned method, loaded once per (name, weights, options); with the local decoder where it
+    was calibrated with those weights (decoder_by_default), unless the options say."""
     path = Path(weights) if weights else DEFAULT_WEIGHTS[name]
+    if "decoder" not in kw:
+        kw["decoder"] = decoder_by_default(path, kw.get("fine_res", 64))
     key = json.dumps([name, str(path), sorted(kw.items())])
     if key not in _CACHE:
         _CACHE[key] = LearnedMethod(path, **kw)

@@ -97,9 +97,9 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
         except ValueError:
             opts = {"": 0}
         if (base not in methods or (weights and not Path(weights).is_file())
-                or not set(opts) <= {"steps", "samples", "hypotheses", "fine_res"}):
+                or not set(opts) <= {"steps", "samples", "hypotheses", "fine_res", "decoder"}):
             raise ViewsFormatError(
-                f"'{name}': expected LEARNED_METHOD[@WEIGHTS_FILE][?steps=N&samples=K&hypotheses=H&fine_res=F]")
+                f"'{name}': expected LEARNED_METHOD[@WEIGHTS_FILE][?steps=N&samples=K&hypotheses=H&fine_res=F&decoder=0|1]")
         from .model import learned_method
 
         try:  # loaded here (cached), so a bad option is the caller's error, said before any views arrive

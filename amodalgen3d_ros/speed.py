@@ -22,7 +22,7 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
                     settings: tuple[tuple[int, int], ...] | None = None, seed: int = 7,
                     backends: tuple[str, ...] = ("torch", "onnxruntime"), node_seconds: float = 20.0) -> dict:
     from .features import model_inputs
-    from .model import DEFAULT_WEIGHTS, NUM_SAMPLES, SAMPLING_STEPS, LearnedMethod
+    from .model import DEFAULT_WEIGHTS, NUM_SAMPLES, SAMPLING_STEPS, LearnedMethod, decoder_by_default
 
     # (steps, samples): the defaults first, then the previous defaults and cheaper settings
     settings = settings or ((SAMPLING_STEPS, NUM_SAMPLES), (4, 8), (4, 4), (4, 1))
@@ -34,7 +34,7 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
             continue
         for backend, (steps, samples) in [(b, st) for b in backends
                                           for st in (settings if name == "amodalgen3d" else ((1, 1),))]:
-            m = LearnedMethod(path, steps=steps, samples=samples, backend=backend)
+            m = LearnedMethod(path, steps=steps, samples=samples, backend=backend, decoder=decoder_by_default(path))
             for n in views:
                 vs = scene.views[:n]
                 obs = observe(vs, scene.target_id)
@@ -62,7 +62,8 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
                         t4 = time.perf_counter()
                         m.prior(prior_x)
                         t_prior.append(time.perf_counter() - t4)
-                rows.append({"method": name, "backend": m.backend.name, "views": n, "steps": steps, "samples": samples,
+                rows.append({"method": name, "backend": m.backend.name, "decoder": m.decoder is not None, "views": n,
+                             "steps": steps, "samples": samples,
                              "seconds_median": float(np.median(t_all)), "seconds_min": float(np.min(t_all)),
                              "observation_seconds_median": float(np.median(t_obs)),
                              "network_seconds_median": float(np.median(t_net)),
@@ -73,11 +74,12 @@ def run_speed_bench(out: str | Path, views: tuple[int, ...] = (1, 4, 8), repeats
     out.mkdir(parents=True, exist_ok=True)
     md = ["## Seconds per object (posed views, CPU)", "",
           f"median of {repeats} runs after a warm-up; peak RSS of the process {peak_mb:.0f} MB", "",
-          "| method | backend | views | steps | samples | seconds (median) | of which observation | of which generator "
-          "networks | of which 2D prior network |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          "| method | backend | local decoder | views | steps | samples | seconds (median) | of which observation | "
+          "of which generator networks | of which 2D prior network |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        md.append(f"| {r['method']} | {r['backend']} | {r['views']} | {r['steps']} | {r['samples']} | "
+        md.append(f"| {r['method']} | {r['backend']} | {'yes' if r['decoder'] else 'no'} | {r['views']} | {r['steps']} | "
+                  f"{r['samples']} | "
                   f"{r['seconds_median']:.3f} | "
                   f"{r['observation_seconds_median']:.3f} | {r['network_seconds_median']:.3f} | "
                   f"{r['prior_seconds_median']:.3f} |")

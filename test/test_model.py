@@ -297,6 +297,40 @@ def test_fine_grid_is_an_integer_refinement_of_the_networks(tmp_path, scene0):
     assert method.field(observe(scene0.views[:1], scene0.target_id))["field"].shape == (3 * SMALL.res,) * 3
 
 
+def test_local_decoder_decides_the_open_voxels_at_level_half(tmp_path, scene0):
+    """With the local decoder the surface is at 0.5 whatever was calibrated, what it decides moves
+    the surface (a decoder that says "inside" everywhere it is asked gives the larger shape), the
+    mesh stays closed, and a decoder trained on another grid is refused."""
+    from amodalgen3d_ros.local_decoder import DecoderConfig, LocalDecoder, save_decoder
+    from amodalgen3d_ros.observation import observe
+
+    torch.manual_seed(0)
+    net = M.AmodalGen3D(SMALL)
+    torch.nn.init.normal_(net.final.weight, std=0.05)
+    w = tmp_path / "w.safetensors"
+    M.save_weights(net, w, {"level_by_views": {"1": 0.3}})
+    obs = observe(scene0.views[:1], scene0.target_id)
+    volumes = []
+    for logit in (4.0, -4.0):
+        dec = LocalDecoder(DecoderConfig(fine_res=2 * SMALL.res))
+        for p in dec.parameters():
+            torch.nn.init.zeros_(p)
+        torch.nn.init.constant_(dec.mlp[-1].bias, logit)
+        save_decoder(dec, tmp_path / f"d{logit}.safetensors")
+        method = M.LearnedMethod(w, steps=1, samples=2, fine_res=2 * SMALL.res, decoder=1,
+                                 decoder_weights=tmp_path / f"d{logit}.safetensors")
+        assert method.level_for(1) == 0.5
+        fd = method.field(obs)
+        assert "coarse_field" in fd and not np.array_equal(fd["field"], fd["coarse_field"])
+        mesh, conf = method(obs)
+        assert mesh.is_watertight and mesh.volume > 0 and len(conf) == len(mesh.vertices)
+        volumes.append(mesh.volume)
+    assert volumes[0] > volumes[1]
+    with pytest.raises(ValueError, match="trained on a 64"):
+        save_decoder(LocalDecoder(DecoderConfig()), tmp_path / "d64.safetensors")
+        M.LearnedMethod(w, fine_res=2 * SMALL.res, decoder=1, decoder_weights=tmp_path / "d64.safetensors")
+
+
 def test_calibrated_level_travels_in_the_weights(tmp_path):
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "w.safetensors", {"level": 0.3})
     assert M.weights_meta(tmp_path / "w.safetensors")["level"] == 0.3
@@ -357,3 +391,34 @@ def test_calibration_records_its_sampler_and_another_sampler_is_warned_of(tmp_pa
         assert not caplog.records
         M.LearnedMethod(w, steps=2, samples=8)
     assert "calibrated for 1 steps x 2 samples, runs at 2 x 8" in caplog.text
+
+
+def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, caplog):
+    """calibrate --decoder: the level and confidence of a network followed by the decoder are
+    stored in the decoder's file, one per network (the network's own are untouched), and used when
+    the two run together; a network the decoder holds no calibration for is warned of."""
+    import logging
+
+    from amodalgen3d_ros.backends import file_sha256
+    from amodalgen3d_ros.calibrate import calibrate
+    from amodalgen3d_ros.local_decoder import DecoderConfig, LocalDecoder, decoder_meta, save_decoder
+
+    torch.manual_seed(0)
+    w, other = tmp_path / "w.safetensors", tmp_path / "other.safetensors"
+    M.save_weights(M.AmodalGen3D(SMALL), w, {"level": 0.3})
+    M.save_weights(M.AmodalGen3D(SMALL), other, {"level": 0.2, "confidence": {"sigma_scale": 2.0, "sigma_floor_m": 0.0}})
+    d = tmp_path / "d.safetensors"
+    save_decoder(LocalDecoder(DecoderConfig()), d, {"steps": 7})
+    calibrate(w, data=str(tmp_path / "calib"), scenes=1, views=(1,), steps=1, samples=2, decoder=d)
+    assert M.weights_meta(w) == {"level": 0.3}
+    meta = decoder_meta(d)
+    cal = meta["calibration_by_network"][file_sha256(w)]
+    assert meta["steps"] == 7 and cal["network"] == "w.safetensors" and cal["level_by_views"] == {"1": cal["level"]}
+    with caplog.at_level(logging.WARNING, logger="amodalgen3d.model"):
+        m = M.LearnedMethod(w, steps=1, samples=2, decoder=1, decoder_weights=d)
+        assert not caplog.records
+        assert m.level_for(1) == cal["level"] and m.sigma_scale == cal["confidence"]["sigma_scale"]
+        m = M.LearnedMethod(other, steps=1, samples=2, decoder=1, decoder_weights=d)
+    assert "holds no calibration with other.safetensors" in caplog.text
+    assert m.level_for(1) == 0.5 and m.sigma_scale == 2.0
+    assert M.LearnedMethod(w, steps=1, samples=2).level == 0.3

@@ -201,6 +201,8 @@ class AmodalGen3DNode(LifecycleNode):
                    "precision": c.precision, "force_rebuild": c.force_rebuild}
         if c.prior_weights_path:
             options["prior_weights"] = c.prior_weights_path
+        if not c.local_decoder:  # (on: where calibrated with the weights, learned_method's default)
+            options["decoder"] = 0
         w = ReconstructionWorker(MethodSpec(c.method, c.weights_path, options, c.torch_threads))
         self.get_logger().info(f"{w.method_name}: loaded in process {w.pid}"
                                + (f", backend {w.backend_name}" if w.backend_name else ""))

@@ -52,6 +52,8 @@ PARAMS: list[Param] = [
     Param("num_samples", 8, "samples drawn per object (where they agree on the surface, confidence is high)", 1, 64),
     Param("num_hypotheses", 0, "the generator's first samples also published as meshes (other plausible completions; "
           "at most num_samples); 0: off", 0, 64),
+    Param("local_decoder", True, "refine the surface with the shipped local decoder where it is calibrated with the "
+          "weights (the shipped ones are); false: the 64^3 agreement grid alone"),
     Param("backend", "onnxruntime", "inference backend of the learned method (falls back tensorrt -> onnxruntime -> torch)",
           choices=("torch", "onnxruntime", "tensorrt")),
     Param("onnx_dir", "", "where ONNX graphs are exported (per weights hash); empty: ~/.cache/amodalgen3d/onnx"),
@@ -92,6 +94,7 @@ class NodeConfig:
     sampling_steps: int
     num_samples: int
     num_hypotheses: int
+    local_decoder: bool
     backend: str
     onnx_dir: str
     engine_cache_dir: str
