@@ -37,7 +37,7 @@ $amo calibrate $w/amodal_regressor.safetensors
 # The local decoder (local_decoder.py): trained on the shipped generator's own fields over 1800
 # fresh train-split scenes (seed 5, never the generator's), then calibrated with each shipped
 # network (a level per view count and the confidence, kept in the decoder's file per network).
-# About 25 min of preparation (two processes), 4 min of training, 2 x 20 min of calibration.
+# About 30 min of preparation (two processes), 3 min of training, 2 x 20-25 min of calibration.
 $amo synth --out data/decoder_train --scenes 1800 --seed 5 --split train
 $amo train --mode decoder --data data/decoder_train --scenes 1800 --steps 10000 --out runs/decoder_1800 \
   >> runs/train_decoder_1800.log 2>&1
