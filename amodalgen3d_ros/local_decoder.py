@@ -180,13 +180,21 @@ class DecoderTrainConfig(LoopConfig):
     ckpt_every: int = 250
 
 
+def field_source(generator: str | Path):
+    """The generator whose fields the decoder learns from: without a decoder of its own (the
+    shipped one is calibrated with the shipped generator and would otherwise run by default, so a
+    re-run of the training would learn from decoded fields)."""
+    from .model import learned_method
+
+    return learned_method("amodalgen3d", generator, threads=1, decoder=0)
+
+
 def decoder_scene_samples(scene: Path, cfg: DecoderTrainConfig) -> list[dict]:
     """Per sample (1-4 random views of the scene, augmented as the generator's data): the local
     features and true ramp of up to points_per_sample query voxels, half of them within two
     voxels of the true surface."""
     from .geometry import transform
     from .metrics import distance_to_mesh, inside
-    from .model import learned_method
     from .observation import observe
     from .synth import load_gt
     from .train import augment_views
@@ -195,7 +203,7 @@ def decoder_scene_samples(scene: Path, cfg: DecoderTrainConfig) -> list[dict]:
     rng = np.random.default_rng([cfg.seed, int(scene.name.split("_")[-1])])
     vs = read_views_dir(scene / "views")
     gt = load_gt(scene)
-    gen = learned_method("amodalgen3d", cfg.generator, threads=1)
+    gen = field_source(cfg.generator)
     dcfg = DecoderConfig(fine_res=gen.fine_res)
     out = []
     for _ in range(cfg.samples_per_scene):

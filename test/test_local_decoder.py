@@ -124,3 +124,7 @@ def test_the_shipped_networks_run_with_the_shipped_decoder(tmp_path):
     assert decoder_by_default(other) == 0
     assert learned_method("amodalgen3d").decoder is not None
     assert learned_method("amodalgen3d", decoder=0).decoder is None
+    # the decoder's training data: the generator's own fields, never already decoded
+    from amodalgen3d_ros.local_decoder import DecoderTrainConfig, field_source
+
+    assert field_source(DecoderTrainConfig().generator).decoder is None
