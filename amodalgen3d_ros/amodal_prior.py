@@ -244,12 +244,6 @@ def save_prior(net: AmodalPrior, path: str | Path, meta: dict | None = None) -> 
 
 
 def load_prior(path: str | Path = PRIOR_WEIGHTS) -> AmodalPrior:
-    from .model import WeightsError, read_safetensors
+    from .model import load_net
 
-    cfg, state = read_safetensors(path, lambda d: PriorConfig(**d), "amodal prior weights")
-    net = AmodalPrior(cfg)  # type: ignore[arg-type]
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise WeightsError(f"amodal prior weights {path} do not fit the network: {e}") from None
-    return net.eval()
+    return load_net(path, lambda d: PriorConfig(**d), AmodalPrior, "amodal prior weights")  # type: ignore[return-value]

@@ -107,11 +107,12 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
                               "sampler": sampler}}
     if decoder:  # one decoder serves several networks: a calibration for each
         from .backends import file_sha256
-        from .local_decoder import decoder_meta, load_decoder, save_decoder
+        from .local_decoder import save_decoder
 
-        dmeta = decoder_meta(decoder)
+        dmeta = weights_meta(decoder)
         dmeta.setdefault("calibration_by_network", {})[file_sha256(weights)] = {"network": Path(weights).name, **update}
-        save_decoder(load_decoder(decoder), decoder, dmeta)
+        assert m.decoder is not None
+        save_decoder(m.decoder, decoder, dmeta)  # the network as loaded above, its metadata updated
     else:
         save_weights(load_weights(weights), weights, {**weights_meta(weights), **update})
     return {"level": best, "level_by_views": level_by_views_s, "score_by_level": means,

@@ -139,24 +139,18 @@ def save_decoder(net: LocalDecoder, path: str | Path, meta: dict | None = None) 
 
 
 def load_decoder(path: str | Path) -> LocalDecoder:
-    from .model import WeightsError, read_safetensors
+    from .model import load_net
 
-    cfg, state = read_safetensors(path, lambda d: DecoderConfig(**{**d, "scales": tuple(d["scales"])}),
-                                  "local decoder weights")
-    net = LocalDecoder(cfg)  # type: ignore[arg-type]
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise WeightsError(f"weights {path} do not fit the local decoder: {str(e).splitlines()[0]}") from None
-    return net.eval()
+    return load_net(path, lambda d: DecoderConfig(**{**d, "scales": tuple(d["scales"])}), LocalDecoder,  # type: ignore[return-value]
+                    "local decoder weights")
 
 
-def decoder_meta(path: str | Path) -> dict:
-    """The 'meta' JSON of a decoder file: training, and its calibration with its generator."""
+def decoder_fine_res(path: str | Path) -> int:
+    """The grid a decoder file was trained on, from its header alone (no tensors read)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        return json.loads((f.metadata() or {}).get("meta", "{}"))
+        return int(json.loads((f.metadata() or {})["config"])["fine_res"])
 
 
 # --------------------------------------------------------------------------------------------

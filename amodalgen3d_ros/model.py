@@ -463,6 +463,18 @@ def read_safetensors(path: str | Path, make_cfg, what: str = "weights") -> tuple
     return cfg, state
 
 
+def load_net(path: str | Path, make_cfg, make_net, what: str) -> nn.Module:
+    """make_net(cfg) with the tensors of a write_safetensors file loaded strictly, in eval mode; a
+    file that does not fit is a WeightsError naming `what`."""
+    cfg, state = read_safetensors(path, make_cfg, what)
+    net = make_net(cfg)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise WeightsError(f"{what} {path} do not fit the network: {str(e).splitlines()[0]}") from None
+    return net.eval()
+
+
 def save_weights(model: AmodalGen3D, path: str | Path, meta: dict | None = None) -> None:
     write_safetensors(model, path, meta)
 
@@ -521,6 +533,7 @@ class LearnedMethod:
         self.hull_residual = hull_residual
         self.model = load_weights(weights)
         meta = weights_meta(weights)
+        weights_sha = file_sha256(weights)  # the backend's cache key and the decoder's calibration key
         self.prior = None
         if self.model.cfg.amodal_prior:
             from .amodal_prior import PRIOR_WEIGHTS, load_prior
@@ -542,7 +555,7 @@ class LearnedMethod:
         conf = meta.get("confidence", {})
         self.sigma_scale, self.sigma_floor_m = conf.get("sigma_scale", 1.0), conf.get("sigma_floor_m", 0.0)
         self.occlusion_gain_m = conf.get("occlusion_gain_m", 0.0)  # files fitted before it: no such term
-        self.backend = make_backend(backend, self.model, onnx_dir, threads or 0, file_sha256(weights), engine_cache_dir,
+        self.backend = make_backend(backend, self.model, onnx_dir, threads or 0, weights_sha, engine_cache_dir,
                                     precision, force_rebuild)
         self.steps, self.samples, self.seed, self.guidance = steps, samples, seed, guidance
         cal = meta.get("calibration", {}).get("sampler")
@@ -561,10 +574,10 @@ class LearnedMethod:
         self.fine_res = fine_res
         self.threads = threads
         # the local decoder (local_decoder.py): the fine field near the surface, read off the coarse
-        # one and the fine observation; its ramp crosses 0.5 on the surface, so no level is fitted
+        # one and the fine observation; its level and confidence are fitted with it, per network
         self.decoder = None
         if decoder:
-            from .local_decoder import DECODER_WEIGHTS, decoder_meta, load_decoder
+            from .local_decoder import DECODER_WEIGHTS, load_decoder
 
             dpath = Path(decoder_weights or DECODER_WEIGHTS)
             self.decoder = load_decoder(dpath)
@@ -573,7 +586,7 @@ class LearnedMethod:
                                  f"not fine_res {fine_res}")
             # the level and confidence of this network followed by the decoder, calibrated together
             # (`calibrate WEIGHTS --decoder`) and kept in the decoder's file per network
-            cal = decoder_meta(dpath).get("calibration_by_network", {}).get(file_sha256(weights))
+            cal = weights_meta(dpath).get("calibration_by_network", {}).get(weights_sha)
             if cal is None and level is None:  # (a caller that sets the level is calibrating)
                 logging.getLogger("amodalgen3d.model").warning(
                     f"{dpath.name} holds no calibration with {Path(weights).name}: surface at its ramp's 0.5, "
@@ -659,8 +672,6 @@ class LearnedMethod:
         if self.decoder is not None:
             from .local_decoder import decode
 
-            if self.threads:
-                torch.set_num_threads(self.threads)
             # the confidence is still read from the samples' mean (surface_sigma): the decoder's ramp
             # is sharp by construction, whether or not the samples agreed
             out["coarse_field"] = out["field"]
@@ -814,23 +825,25 @@ def decoder_by_default(weights: str | Path, fine_res: int = 64) -> int:
     """1 if the shipped local decoder holds a calibration with these weights on this grid (so the
     shipped networks run with it, ablation runs' weights without it unless asked), else 0."""
     from .backends import file_sha256
-    from .local_decoder import DECODER_WEIGHTS, decoder_meta, load_decoder
+    from .local_decoder import DECODER_WEIGHTS, decoder_fine_res
 
     if not Path(weights).is_file():  # (loading them says so, clearly)
         return 0
-    if not DECODER_WEIGHTS.is_file() or load_decoder(DECODER_WEIGHTS).cfg.fine_res != fine_res:
+    if not DECODER_WEIGHTS.is_file() or decoder_fine_res(DECODER_WEIGHTS) != fine_res:
         return 0
-    return int(file_sha256(weights) in decoder_meta(DECODER_WEIGHTS).get("calibration_by_network", {}))
+    return int(file_sha256(weights) in weights_meta(DECODER_WEIGHTS).get("calibration_by_network", {}))
 
 
 def learned_method(name: str, weights: str | Path | None = None, **kw) -> LearnedMethod:
     """A learned method, loaded once per (name, weights, options); with the local decoder where it
-    was calibrated with those weights (decoder_by_default), unless the options say."""
+    was calibrated with those weights (decoder_by_default), unless the options say. Called per
+    reconstruction (learned_methods): the cache is looked up first, so the default is worked out
+    (a hash of the weights) once."""
     path = Path(weights) if weights else DEFAULT_WEIGHTS[name]
-    if "decoder" not in kw:
-        kw["decoder"] = decoder_by_default(path, kw.get("fine_res", 64))
     key = json.dumps([name, str(path), sorted(kw.items())])
     if key not in _CACHE:
+        if "decoder" not in kw:
+            kw["decoder"] = decoder_by_default(path, kw.get("fine_res", 64))
         _CACHE[key] = LearnedMethod(path, **kw)
     return _CACHE[key]
 

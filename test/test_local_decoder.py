@@ -128,3 +128,16 @@ def test_the_shipped_networks_run_with_the_shipped_decoder(tmp_path):
     from amodalgen3d_ros.local_decoder import DecoderTrainConfig, field_source
 
     assert field_source(DecoderTrainConfig().generator).decoder is None
+
+
+def test_the_decoder_default_is_worked_out_once_per_cached_method(monkeypatch):
+    """learned_method runs per reconstruction (learned_methods): the default (a hash of the weights
+    and a read of the decoder's header) belongs with loading, not with every call."""
+    from amodalgen3d_ros import model as M
+
+    calls = []
+    real = M.decoder_by_default
+    monkeypatch.setattr(M, "decoder_by_default", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(M, "_CACHE", {})
+    first = M.learned_method("amodal_regressor")
+    assert M.learned_method("amodal_regressor") is first and len(calls) == 1

@@ -401,7 +401,7 @@ def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, 
 
     from amodalgen3d_ros.backends import file_sha256
     from amodalgen3d_ros.calibrate import calibrate
-    from amodalgen3d_ros.local_decoder import DecoderConfig, LocalDecoder, decoder_meta, save_decoder
+    from amodalgen3d_ros.local_decoder import DecoderConfig, LocalDecoder, save_decoder
 
     torch.manual_seed(0)
     w, other = tmp_path / "w.safetensors", tmp_path / "other.safetensors"
@@ -411,7 +411,7 @@ def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, 
     save_decoder(LocalDecoder(DecoderConfig()), d, {"steps": 7})
     calibrate(w, data=str(tmp_path / "calib"), scenes=1, views=(1,), steps=1, samples=2, decoder=d)
     assert M.weights_meta(w) == {"level": 0.3}
-    meta = decoder_meta(d)
+    meta = M.weights_meta(d)
     cal = meta["calibration_by_network"][file_sha256(w)]
     assert meta["steps"] == 7 and cal["network"] == "w.safetensors" and cal["level_by_views"] == {"1": cal["level"]}
     with caplog.at_level(logging.WARNING, logger="amodalgen3d.model"):
