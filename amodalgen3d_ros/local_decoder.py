@@ -241,16 +241,25 @@ def _decoder_job(args) -> int:
     return len(samples)
 
 
-def prepare_decoder(cfg: DecoderTrainConfig, progress: bool = True) -> dict[str, np.ndarray]:
-    """Shards under DATA/decoder_<generator sha[:12]>_s<seed>/, made once, in parallel, resumably."""
+def shard_dir(cfg: DecoderTrainConfig) -> Path:
+    """Where the shards of this data live: named by everything that decides what a scene's shard
+    holds (the generator, the seed, the samples per scene and the points per sample), so a run
+    that asks for other samples never trains on shards made for another."""
     from .backends import file_sha256
+
+    return Path(cfg.data) / (f"decoder_{file_sha256(cfg.generator)[:12]}_s{cfg.seed}_n{cfg.samples_per_scene}"
+                             f"_p{cfg.points_per_sample}")
+
+
+def prepare_decoder(cfg: DecoderTrainConfig, progress: bool = True) -> dict[str, np.ndarray]:
+    """Shards under shard_dir(cfg), made once, in parallel, resumably."""
     from .train import make_shards
 
     dirs = [Path(cfg.data) / f"scene_{i:05d}" for i in range(cfg.scenes)]
     dirs = [d for d in dirs if (d / "done").exists()]
     if not dirs:
         raise FileNotFoundError(f"no scenes in {cfg.data}: run `amodalgen3d synth --out {cfg.data} ...` first")
-    root = Path(cfg.data) / f"decoder_{file_sha256(cfg.generator)[:12]}_s{cfg.seed}_p{cfg.points_per_sample}"
+    root = shard_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)
     jobs = [(root / f"shard_{j // cfg.shard_size:04d}_{len(dirs[j:j + cfg.shard_size])}.npz",
              [str(d) for d in dirs[j:j + cfg.shard_size]], cfg) for j in range(0, len(dirs), cfg.shard_size)]

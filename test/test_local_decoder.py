@@ -97,7 +97,7 @@ def test_decoder_training_smoke_and_resume(tmp_path):
     from dataclasses import replace
 
     from amodalgen3d_ros import synth
-    from amodalgen3d_ros.local_decoder import smoke_decoder_config, train_decoder
+    from amodalgen3d_ros.local_decoder import prepare_decoder, smoke_decoder_config, train_decoder
 
     data = tmp_path / "data"
     synth.synth(data, 2, seed=3, split="train", cfg=synth.SynthConfig(n_views=2), workers=1, progress=False)
@@ -109,6 +109,9 @@ def test_decoder_training_smoke_and_resume(tmp_path):
     train_decoder(replace(cfg, steps=4, val_every=4, ckpt_every=4), progress=False)  # resumes at step 3
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4]
+    # more samples per scene are new shards, not the ones made for one sample (they were reused)
+    one = len(prepare_decoder(cfg, progress=False)["y"])
+    assert len(prepare_decoder(replace(cfg, samples_per_scene=2), progress=False)["y"]) > one
 
 
 def test_the_shipped_networks_run_with_the_shipped_decoder(tmp_path):
