@@ -70,6 +70,24 @@ def test_decode_settles_far_voxels_and_decides_the_rest():
     assert ((out[~settled] > 0) & (out[~settled] < 1)).all()  # sigmoid outputs
 
 
+def test_decode_in_chunks_is_decode_at_once(monkeypatch):
+    """The features are read and decoded a chunk of voxels at a time (bounded memory): the same
+    field as all at once, whatever the chunk (a last, short chunk included)."""
+    from amodalgen3d_ros import local_decoder
+
+    R = 32
+    rng = np.random.default_rng(1)
+    field = np.clip(rng.random((R, R, R)) * 1.2 - 0.1, 0, 1).astype(np.float32)
+    torch.manual_seed(0)
+    net = LocalDecoder(DecoderConfig(fine_res=R))
+    n = len(query_voxels(field, np.zeros_like(field, bool), net.cfg))
+    monkeypatch.setattr(local_decoder, "DECODE_CHUNK", n)
+    whole = decode(net, field, None, _evidence(R))
+    monkeypatch.setattr(local_decoder, "DECODE_CHUNK", 1000)
+    assert n % 1000 and n > 3000
+    np.testing.assert_allclose(decode(net, field, None, _evidence(R)), whole, rtol=0, atol=1e-6)
+
+
 def test_decoder_weights_round_trip_and_refuse_what_does_not_fit(tmp_path):
     from amodalgen3d_ros.model import WeightsError
 
