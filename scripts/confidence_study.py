@@ -11,6 +11,12 @@ benchmark's 1234, never its scenes).
 
 `families` prints, per shape family, the confidence each file's stored fit states and how often
 the inferred vertices are within 5 mm.
+
+With the local decoder (session 22), which slope carries it: the samples' mean field's (what the
+decoder's first calibration read), the decoded field's, or both in quadrature (what ships):
+
+    .venv/bin/python scripts/confidence_study.py decoder-collect runs/conf_decoder calib=data/calib val=data/heldout_val555
+    .venv/bin/python scripts/confidence_study.py decoder-fit runs/conf_decoder calib val
 """
 import sys
 from pathlib import Path
@@ -80,6 +86,68 @@ def fit(out: str, calib: str, heldout: str) -> None:
                       f"< 0.6 {c[low].mean() - d['hit'][low].mean():+.3f}, >= 0.6 {c[~low].mean() - d['hit'][~low].mean():+.3f}")
 
 
+def decoder_collect(out: str, sets: dict[str, str]) -> None:
+    """Per inferred vertex of each shipped network followed by the local decoder: the spread read
+    from the samples' mean field and from the decoded field (surface_sigma on each, as
+    mesh_and_sigma sets them up), the object's visible share and whether it is within 5 mm."""
+    from amodalgen3d_ros.geometry import invert, transform
+    from amodalgen3d_ros.model import surface_sigma
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for name, w in FILES.items():
+        m = LearnedMethod(w, backend="onnxruntime", threads=2, decoder=1)
+        for set_name, data in sets.items():
+            if Path(f"{out}/{name}_{set_name}.npz").exists():
+                continue
+            cols: dict[str, list] = {k: [] for k in ("sigma_coarse", "sigma_decoded", "views", "hit", "object", "visible")}
+            for i, (_, n, obs, gt) in enumerate(objects(data, 0, 1)):
+                fd = m.field(obs)
+                level = m.level_for(n)
+                mesh, _, measured = m.mesh_and_sigma(fd, level)
+                k = ~measured
+                v = transform(invert(fd["mi"].T_out_cube), mesh.vertices[k])  # back in the cube
+                band = fd["band"]
+                sig = {}
+                for key, f in (("sigma_coarse", fd["coarse_field"]), ("sigma_decoded", fd["field"])):
+                    f = f.copy()
+                    f[band] = np.clip(level - 0.5 * fd["tsdf"][band], 0, 1)
+                    sig[key] = surface_sigma(f, fd["grid"], v)
+                err, _ = cKDTree(sample_surface(gt, 20000, 0)).query(mesh.vertices[k])
+                for key, x in (*sig.items(), ("views", np.full(len(err), n)), ("hit", err <= TOL_M),
+                               ("object", np.full(len(err), i)), ("visible", np.full(len(err), fd["visible_fraction"]))):
+                    cols[key].append(x)
+            np.savez(f"{out}/{name}_{set_name}.npz", **{k: np.concatenate(v) for k, v in cols.items()})
+            print(name, set_name, "done", flush=True)
+
+
+def per_object_auroc(c: np.ndarray, d: dict, k: np.ndarray) -> float:
+    """The mean over objects of each one's AUROC (as bench reports it), objects with hits and misses."""
+    vals = [auroc(c[j], d["hit"][j]) for j in (k & (d["object"] == o) for o in np.unique(d["object"][k]))
+            if 0 < d["hit"][j].sum() < j.sum()]
+    return float(np.mean(vals))
+
+
+def decoder_fit(out: str, calib: str, heldout: str) -> None:
+    """Each slope, and both in quadrature, fitted on the calibration set as calibrate fits them
+    (scale, floor, occlusion gain), judged on both sets."""
+    for name in FILES:
+        cal, ho = (dict(np.load(f"{out}/{name}_{s}.npz")) for s in (calib, heldout))
+        for label, spread in (("samples' mean slope", lambda d: d["sigma_coarse"]),
+                              ("decoded slope", lambda d: d["sigma_decoded"]),
+                              ("both in quadrature (shipped)", lambda d: np.hypot(d["sigma_coarse"], d["sigma_decoded"]))):
+            fc = fit_confidence(spread(cal), cal["hit"], cal["visible"])
+            print(f"{name}, {label}: scale {fc['sigma_scale']} floor {fc['sigma_floor_m']} gain {fc['occlusion_gain_m']} "
+                  f"brier {fc['brier']:.4f}")
+            for set_name, d in ((calib, cal), (heldout, ho)):
+                c = confidence_from_sigma(spread(d), fc["sigma_scale"], fc["sigma_floor_m"], TOL_M, fc["occlusion_gain_m"],
+                                          d["visible"])
+                cells = [f"ECE {expected_calibration_error(c[k], d['hit'][k]):.3f} "
+                         f"conf - hit {c[k].mean() - d['hit'][k].mean():+.3f} AUROC per object {per_object_auroc(c, d, k):.3f}"
+                         for k in (d["views"] == n for n in (1, 2, 4))]
+                print(f"  {set_name}: pooled ECE {expected_calibration_error(c, d['hit']):.3f}; at 1 / 2 / 4 views: "
+                      + " | ".join(cells))
+
+
 def families(out: str, set_name: str, data: str) -> None:
     import json
 
@@ -104,6 +172,10 @@ def families(out: str, set_name: str, data: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "collect":
         collect(sys.argv[2], dict(a.split("=", 1) for a in sys.argv[3:]))
+    elif sys.argv[1] == "decoder-collect":
+        decoder_collect(sys.argv[2], dict(a.split("=", 1) for a in sys.argv[3:]))
+    elif sys.argv[1] == "decoder-fit":
+        decoder_fit(*sys.argv[2:5])
     elif sys.argv[1] == "families":
         families(sys.argv[2], *sys.argv[3].split("=", 1))
     else:

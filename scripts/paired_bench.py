@@ -1,7 +1,10 @@
 """Two methods' benchmark rows paired per object (scene, view count): mean difference A - B with a
 95 % bootstrap interval, per view count. The rows may come from different runs (bench.json files).
 
-    .venv/bin/python scripts/paired_bench.py RUN_A/bench.json 'METHOD_A' RUN_B/bench.json 'METHOD_B'
+    .venv/bin/python scripts/paired_bench.py RUN_A/bench.json 'METHOD_A' RUN_B/bench.json 'METHOD_B' [KEY,KEY,...]
+
+(default keys: the accuracy ones; e.g. confidence_auroc,confidence_ece for the confidence; objects
+where either is missing or NaN are left out)
 """
 import functools
 import json
@@ -31,19 +34,20 @@ def rows(path: str, method: str) -> dict:
     return out
 
 
-def main(a_path: str, a_method: str, b_path: str, b_method: str) -> None:
+def main(a_path: str, a_method: str, b_path: str, b_method: str, keys: tuple[str, ...] = KEYS) -> None:
     a, b = rows(a_path, a_method), rows(b_path, b_method)
     rng = np.random.default_rng(0)
     print(f"{a_method} ({a_path}) minus {b_method} ({b_path}): mean [95 % bootstrap], objects")
+    keys_ = keys
     for n in sorted({k[1] for k in a}):
         keys = [k for k in a if k[1] == n and k in b]
         print(f"{n} view(s), {len(keys)} objects:")
-        for m in KEYS:
-            both = [k for k in keys if a[k].get(m) is not None and b[k].get(m) is not None]
+        for m in keys_:
+            both = [k for k in keys if all(r[k].get(m) is not None and r[k][m] == r[k][m] for r in (a, b))]
             mean, lo, hi = mean_interval(np.array([a[k][m] - b[k][m] for k in both]), rng)
             print(f"  {m}: {mean:+.4f} [{lo:+.4f}, {hi:+.4f}]  (A {np.mean([a[k][m] for k in both]):.4f}, "
                   f"B {np.mean([b[k][m] for k in both]):.4f})")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:5], *([tuple(sys.argv[5].split(","))] if len(sys.argv) > 5 else []))

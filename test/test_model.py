@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from amodalgen3d_ros import model as M
+from amodalgen3d_ros.geometry import invert, transform
 
 SMALL = M.ModelConfig(width=32, depth=1, heads=2, res=16, patch=4, crop=16, max_views=2)
 
@@ -329,6 +330,58 @@ def test_local_decoder_decides_the_open_voxels_at_level_half(tmp_path, scene0):
     with pytest.raises(ValueError, match="trained on a 64"):
         save_decoder(LocalDecoder(DecoderConfig()), tmp_path / "d64.safetensors")
         M.LearnedMethod(w, fine_res=2 * SMALL.res, decoder=1, decoder_weights=tmp_path / "d64.safetensors")
+
+
+def _ramp_decoder(gain: float, fine_res: int):
+    """A local decoder whose logit is gain x (the field at the voxel - 0.5): its ramp crosses 0.5
+    where the field does, steep for a large gain, flat (unsure) for a small one (GELU(a) - GELU(-a)
+    = a carries the value through its three hidden layers)."""
+    from amodalgen3d_ros.local_decoder import DecoderConfig, LocalDecoder
+
+    dec = LocalDecoder(DecoderConfig(fine_res=fine_res))
+    lin = [m for m in dec.mlp if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for m in lin:
+            m.weight.zero_()
+            m.bias.zero_()
+        centre = 13  # scale 1, channel "field", the middle of the 27 taps
+        lin[0].weight[0, centre], lin[0].bias[0] = 1.0, -0.5
+        lin[0].weight[1, centre], lin[0].bias[1] = -1.0, 0.5
+        for m in lin[1:3]:
+            m.weight[0, :2] = torch.tensor([1.0, -1.0])
+            m.weight[1, :2] = torch.tensor([-1.0, 1.0])
+        lin[3].weight[0, :2] = torch.tensor([gain, -gain])
+    return dec
+
+
+def test_confidence_after_the_decoder_reads_its_ramp_too(tmp_path, scene0):
+    """With the local decoder, a vertex's spread adds the decoded field's slope to the samples'
+    mean's in quadrature: the same surface from an unsure decoder (a flat ramp) is stated less
+    surely than from a sure one (before, only the samples' mean was read: both the same)."""
+    from amodalgen3d_ros.local_decoder import save_decoder
+    from amodalgen3d_ros.observation import observe
+
+    torch.manual_seed(0)
+    net = M.AmodalGen3D(SMALL)
+    torch.nn.init.normal_(net.final.weight, std=0.05)
+    w = tmp_path / "w.safetensors"
+    M.save_weights(net, w)
+    obs = observe(scene0.views[:1], scene0.target_id)
+    inferred_sigma = {}
+    for gain in (40.0, 2.0):
+        save_decoder(_ramp_decoder(gain, 2 * SMALL.res), tmp_path / f"d{gain}.safetensors")
+        method = M.LearnedMethod(w, steps=1, samples=2, fine_res=2 * SMALL.res, decoder=1,
+                                 decoder_weights=tmp_path / f"d{gain}.safetensors")
+        fd = method.field(obs)
+        mesh, sigma, measured = method.mesh_and_sigma(fd, 0.5)
+        assert (~measured).sum() > 50
+        # never below the samples' own spread at the same vertices
+        v = transform(invert(fd["mi"].T_out_cube), mesh.vertices)
+        coarse = fd["coarse_field"].copy()
+        coarse[fd["band"]] = np.clip(0.5 - 0.5 * fd["tsdf"][fd["band"]], 0, 1)
+        assert np.all(sigma >= M.surface_sigma(coarse, fd["grid"], v) - 1e-9)
+        inferred_sigma[gain] = float(np.median(sigma[~measured]))
+    assert inferred_sigma[2.0] > 1.5 * inferred_sigma[40.0]
 
 
 def test_calibrated_level_travels_in_the_weights(tmp_path):
