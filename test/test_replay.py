@@ -51,3 +51,23 @@ def test_replay_writes_final_meshes_records_outputs_and_reproduces(tmp_path):
     with AnyReader([tmp_path / "a" / "outputs_bag"]) as r:
         topics = {c.topic for c in r.connections}
         assert "/amodalgen3d_node/objects" in topics and sum(1 for _ in r.messages()) >= 2
+
+
+def test_the_peers_rclpy_reads_none_of_the_cli_arguments(monkeypatch):
+    """replay and the benches pass `-p name:=value` on to the node they start; their own rclpy
+    must not read them (rcl took `-p __ns:=/elsewhere` from sys.argv as an old-style remap rule and
+    moved the peer's node)."""
+    import sys
+
+    import rclpy
+
+    from amodalgen3d_ros.ros.peer import init_rclpy
+
+    monkeypatch.setattr(sys, "argv", ["amodalgen3d", "replay", "bag", "-o", "out", "-p", "__ns:=/elsewhere"])
+    init_rclpy()
+    try:
+        node = rclpy.create_node("amodalgen3d_peer_probe")
+        assert node.get_namespace() == "/"
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()

@@ -90,7 +90,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
     from ..geometry import invert
     from .conversions import mesh_from_msg
     from .node_bench import ProcessTree
-    from .peer import input_publishers, stop_process, wait_until_connected
+    from .peer import init_rclpy, input_publishers, stop_process, wait_until_connected
     from .replay import start_node
 
     out = Path(out)
@@ -107,7 +107,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
     def rss_mb() -> float:
         return tree.sample()[1]
 
-    rclpy.init()
+    init_rclpy()
     node = rclpy.create_node("amodalgen3d_fuzz")
     pubs = input_publishers(node, topics, 100)
     diags: list = []

@@ -87,7 +87,7 @@ def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0
     from amodalgen3d_ros.msg import ReconstructedObjectArray
 
     from .conversions import view_to_msgs
-    from .peer import input_publishers, stop_process, wait_until_connected
+    from .peer import init_rclpy, input_publishers, stop_process, wait_until_connected
     from .replay import start_node
 
     out = Path(out)
@@ -100,7 +100,7 @@ def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0
     node = None
     try:
         tree_sample = ProcessTree(proc.pid).sample
-        rclpy.init()
+        init_rclpy()
         node = rclpy.create_node("amodalgen3d_node_bench")
         pubs = input_publishers(node, topics, 10)
         diags: list = []

@@ -6,6 +6,15 @@ from __future__ import annotations
 import time
 
 
+def init_rclpy() -> None:
+    """rclpy for the node's peers (replay, benchmarks): from no arguments. rclpy.init() reads
+    sys.argv by default, where our CLI's `-p name:=value` (meant for the node under test) is an
+    old-style remap rule to rcl: it warned, and `-p __ns:=/x` moved the peer's own node."""
+    import rclpy
+
+    rclpy.init(args=[])
+
+
 def input_publishers(node, topics: dict, depth: int) -> list:
     """Reliable publishers of the node's four inputs, in view_to_msgs order (colour, depth, info, labels)."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy

@@ -70,7 +70,7 @@ def replay(bag: str | Path, out: str | Path, rate: float = 1.0, start: bool = Tr
     from tqdm import tqdm
 
     from .conversions import mesh_from_msg
-    from .peer import stop_process, wait_until_connected
+    from .peer import init_rclpy, stop_process, wait_until_connected
 
     bag, out = Path(bag), Path(out)
     if not bag.exists():
@@ -78,7 +78,7 @@ def replay(bag: str | Path, out: str | Path, rate: float = 1.0, start: bool = Tr
     out.mkdir(parents=True, exist_ok=True)
     params = dict(params or {})
     proc = start_node(out, params) if start else None
-    rclpy.init()
+    init_rclpy()
     node = rclpy.create_node("amodalgen3d_replay")
     ts = typestore()
     rec_path = out / "outputs_bag"
