@@ -70,6 +70,25 @@ def test_decode_settles_far_voxels_and_decides_the_rest():
     assert ((out[~settled] > 0) & (out[~settled] < 1)).all()  # sigmoid outputs
 
 
+def test_decode_runs_its_mlp_on_one_thread_and_leaves_the_count_as_it_was():
+    """torch's pool, woken by the MLP, spins after each op and doubled the decode on busy cores
+    (the node beside its camera stream): the MLP runs at one thread, the caller's count stays."""
+    R = 32
+    i = np.arange(R)[:, None, None]
+    field = np.broadcast_to(np.clip((16 - i) / 4 + 0.5, 0, 1), (R, R, R)).astype(np.float32)
+    net = LocalDecoder(DecoderConfig(fine_res=R))
+    seen = []
+    forward = net.forward
+    net.forward = lambda x: (seen.append(torch.get_num_threads()), forward(x))[1]  # type: ignore[method-assign]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        decode(net, field, None, _evidence(R))
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_decode_in_chunks_is_decode_at_once(monkeypatch):
     """The features are read and decoded a chunk of voxels at a time (bounded memory): the same
     field as all at once, whatever the chunk (a last, short chunk included)."""
