@@ -142,8 +142,9 @@ def decode(net: LocalDecoder, field: np.ndarray, hull: np.ndarray | None, ev) ->
         read = feature_reader(fine_channels(field, hull, ev), ijk, net.cfg)
         # One thread: the MLP is a small share of the decode (42 of 102 ms for 20 000 voxels), and
         # torch's thread pool, woken by it, spins after each op. With every core busy (the node
-        # beside its camera stream) that doubled the decode (2 threads 312 ms, 1 thread 180 ms);
-        # on an idle host 1 thread costs 18 ms.
+        # beside its camera stream) that doubled the decode (2 threads 312 ms, 1 thread 180 ms)
+        # and the node's latency (soak median 10.2 s, 5.4 s with one); on an idle host one thread
+        # costs 18 ms here and 0.12 s on the speed bench's one-view object (README, Speed).
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
