@@ -688,17 +688,24 @@ class LearnedMethod:
         return mesh, np.clip(conf, 0, 1).astype(np.float32)
 
     def mesh_and_sigma(self, fd: dict, level: float):
-        """Closed mesh (output frame), each vertex's surface std read from the field's slope
-        (surface_sigma, metres) and whether it lies on measured surface.
+        """Closed mesh (output frame), each vertex's surface std (metres) and whether it lies on
+        measured surface: the slopes' spreads of mesh_and_sigmas added in quadrature.
 
-        After the local decoder, two slopes, added in quadrature: the samples' mean field's (how
-        much the samples agreed) and the decoded field's (the decoder, trained with BCE on a
-        two-voxel ramp, flattens its ramp where it is unsure where the surface lies). The first
-        alone ranked the inferred vertices' errors less well than before the decoder, which moves
-        the surface away from where the samples agreed: on 24 held-out-split validation scenes
-        (seed 555) AUROC per object 0.695 / 0.701 / 0.633 at 1 / 2 / 4 views, with both 0.741 /
-        0.732 / 0.661 (scripts/confidence_study.py decoder-fit).
+        After the local decoder there are two: the samples' mean field's (how much the samples
+        agreed) and the decoded field's (the decoder, trained with BCE on a two-voxel ramp,
+        flattens its ramp where it is unsure where the surface lies). The first alone ranked the
+        inferred vertices' errors less well than before the decoder, which moves the surface away
+        from where the samples agreed: on 24 held-out-split validation scenes (seed 555) AUROC per
+        object 0.695 / 0.701 / 0.633 at 1 / 2 / 4 views, with both 0.741 / 0.732 / 0.662
+        (scripts/confidence_study.py decoder-fit).
         """
+        mesh, sigmas, measured = self.mesh_and_sigmas(fd, level)
+        return mesh, np.sqrt(sum(s ** 2 for s in sigmas)), measured
+
+    def mesh_and_sigmas(self, fd: dict, level: float):
+        """Closed mesh (output frame), per vertex the surface std read from each field's slope
+        (surface_sigma, metres): the meshed field's, then, after the local decoder, the samples'
+        mean's; and whether the vertex lies on measured surface."""
 
         from .geometry import transform
         from .surface import drop_specks_and_voids, mesh_from_field
@@ -718,10 +725,10 @@ class LearnedMethod:
             mesh = mesh_from_field(np.where(band, field, 0.0), grid, level)
         ijk, _ = grid.index_of(mesh.vertices)
         ijk = np.clip(ijk, 0, grid.shape[0] - 1)
-        sigma = np.sqrt(sum(surface_sigma(f, grid, mesh.vertices) ** 2 for f in slope_fields))
+        sigmas = [surface_sigma(f, grid, mesh.vertices) for f in slope_fields]
         measured = band[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
         mesh.vertices = transform(fd["mi"].T_out_cube, mesh.vertices)
-        return mesh, sigma, measured
+        return mesh, sigmas, measured
 
     def __call__(self, obs):
         """(mesh, per-vertex confidence), and with hypotheses > 0 also the first K samples' meshes

@@ -88,33 +88,23 @@ def fit(out: str, calib: str, heldout: str) -> None:
 
 def decoder_collect(out: str, sets: dict[str, str]) -> None:
     """Per inferred vertex of each shipped network followed by the local decoder: the spread read
-    from the samples' mean field and from the decoded field (surface_sigma on each, as
-    mesh_and_sigma sets them up), the object's visible share and whether it is within 5 mm."""
-    from amodalgen3d_ros.geometry import invert, transform
-    from amodalgen3d_ros.model import surface_sigma
-
+    from the decoded field and from the samples' mean field (mesh_and_sigmas), the object's
+    visible share and whether it is within 5 mm."""
     Path(out).mkdir(parents=True, exist_ok=True)
     for name, w in FILES.items():
         m = LearnedMethod(w, backend="onnxruntime", threads=2, decoder=1)
         for set_name, data in sets.items():
             if Path(f"{out}/{name}_{set_name}.npz").exists():
                 continue
-            cols: dict[str, list] = {k: [] for k in ("sigma_coarse", "sigma_decoded", "views", "hit", "object", "visible")}
+            cols: dict[str, list] = {k: [] for k in ("sigma_decoded", "sigma_coarse", "views", "hit", "object", "visible")}
             for i, (_, n, obs, gt) in enumerate(objects(data, 0, 1)):
                 fd = m.field(obs)
-                level = m.level_for(n)
-                mesh, _, measured = m.mesh_and_sigma(fd, level)
+                mesh, (decoded, coarse), measured = m.mesh_and_sigmas(fd, m.level_for(n))
                 k = ~measured
-                v = transform(invert(fd["mi"].T_out_cube), mesh.vertices[k])  # back in the cube
-                band = fd["band"]
-                sig = {}
-                for key, f in (("sigma_coarse", fd["coarse_field"]), ("sigma_decoded", fd["field"])):
-                    f = f.copy()
-                    f[band] = np.clip(level - 0.5 * fd["tsdf"][band], 0, 1)
-                    sig[key] = surface_sigma(f, fd["grid"], v)
                 err, _ = cKDTree(sample_surface(gt, 20000, 0)).query(mesh.vertices[k])
-                for key, x in (*sig.items(), ("views", np.full(len(err), n)), ("hit", err <= TOL_M),
-                               ("object", np.full(len(err), i)), ("visible", np.full(len(err), fd["visible_fraction"]))):
+                for key, x in (("sigma_decoded", decoded[k]), ("sigma_coarse", coarse[k]), ("views", np.full(len(err), n)),
+                               ("hit", err <= TOL_M), ("object", np.full(len(err), i)),
+                               ("visible", np.full(len(err), fd["visible_fraction"]))):
                     cols[key].append(x)
             np.savez(f"{out}/{name}_{set_name}.npz", **{k: np.concatenate(v) for k, v in cols.items()})
             print(name, set_name, "done", flush=True)

@@ -38,12 +38,11 @@ def main(a_path: str, a_method: str, b_path: str, b_method: str, keys: tuple[str
     a, b = rows(a_path, a_method), rows(b_path, b_method)
     rng = np.random.default_rng(0)
     print(f"{a_method} ({a_path}) minus {b_method} ({b_path}): mean [95 % bootstrap], objects")
-    keys_ = keys
     for n in sorted({k[1] for k in a}):
-        keys = [k for k in a if k[1] == n and k in b]
-        print(f"{n} view(s), {len(keys)} objects:")
-        for m in keys_:
-            both = [k for k in keys if all(r[k].get(m) is not None and r[k][m] == r[k][m] for r in (a, b))]
+        objects = [k for k in a if k[1] == n and k in b]
+        print(f"{n} view(s), {len(objects)} objects:")
+        for m in keys:
+            both = [k for k in objects if all(r[k].get(m) is not None and r[k][m] == r[k][m] for r in (a, b))]
             mean, lo, hi = mean_interval(np.array([a[k][m] - b[k][m] for k in both]), rng)
             print(f"  {m}: {mean:+.4f} [{lo:+.4f}, {hi:+.4f}]  (A {np.mean([a[k][m] for k in both]):.4f}, "
                   f"B {np.mean([b[k][m] for k in both]):.4f})")
