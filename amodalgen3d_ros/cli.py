@@ -115,7 +115,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.mode == "decoder":
         from .local_decoder import DecoderTrainConfig, train_decoder
 
-        dcfg = replace(DecoderTrainConfig(), **common, **({"generator": a.init} if a.init else {}))
+        dcfg = replace(DecoderTrainConfig(), **common, **({"generator": a.init} if a.init else {}),
+                       **({"width": a.width} if a.width else {}))
         print(json.dumps({"weights": str(train_decoder(dcfg))}))
         return 0
     cfg = replace(TrainConfig(), **{"out": f"runs/{a.mode}", **common}, mode=a.mode, predict=a.predict,
@@ -239,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", default=None, metavar="WEIGHTS",
                    help="start from these weights (the same network, any mode), e.g. the generator from the reference; "
                         "decoder mode: the generator whose fields it learns from (default the shipped one)")
+    t.add_argument("--width", type=int, default=None, help="decoder mode: the MLP's width (default 128)")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-4)")
     t.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 100)")
     t.set_defaults(fn=cmd_train)

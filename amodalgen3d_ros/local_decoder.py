@@ -195,6 +195,7 @@ class DecoderTrainConfig(LoopConfig):
     samples_per_scene: int = 2
     points_per_sample: int = 2000
     shard_size: int = 50
+    width: int = 128  # the MLP's (DecoderConfig.width)
     # the loop's: a batch is 4096 points
     steps: int = 10000
     batch: int = 4096
@@ -326,7 +327,7 @@ def train_decoder(cfg: DecoderTrainConfig, progress: bool = True) -> Path:
     val = slice(n - n_val, n)
     train_n = n - n_val
     torch.manual_seed(cfg.seed)
-    net = LocalDecoder(DecoderConfig())
+    net = LocalDecoder(DecoderConfig(width=cfg.width))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "decoder": asdict(net.cfg), "points": n}, indent=1))

@@ -149,6 +149,9 @@ def test_decoder_training_smoke_and_resume(tmp_path):
     # more samples per scene are new shards, not the ones made for one sample (they were reused)
     one = len(prepare_decoder(cfg, progress=False)["y"])
     assert len(prepare_decoder(replace(cfg, samples_per_scene=2), progress=False)["y"]) > one
+    # the width is the training's to choose, and the file says which it is
+    narrow = train_decoder(replace(cfg, width=64, out=str(tmp_path / "narrow")), progress=False)
+    assert load_decoder(narrow).cfg == DecoderConfig(width=64)
 
 
 def test_the_shipped_networks_run_with_the_shipped_decoder(tmp_path):
