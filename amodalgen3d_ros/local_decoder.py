@@ -195,7 +195,7 @@ class DecoderTrainConfig(LoopConfig):
     samples_per_scene: int = 2
     points_per_sample: int = 2000
     shard_size: int = 50
-    width: int = 128  # the MLP's (DecoderConfig.width)
+    width: int = DecoderConfig.width  # the MLP's
     # the loop's: a batch is 4096 points
     steps: int = 10000
     batch: int = 4096

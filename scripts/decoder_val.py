@@ -11,9 +11,8 @@ import argparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from amodalgen3d_ros.local_decoder import load_decoder
+from amodalgen3d_ros.local_decoder import decoder_loss, load_decoder
 
 
 def main() -> None:
@@ -28,10 +27,11 @@ def main() -> None:
                     d["n_views"][sl])
     for path in a.decoders:
         net = load_decoder(path).eval()
-        with torch.inference_mode():
-            loss = F.binary_cross_entropy_with_logits(net(x), y, reduction="none").numpy()
-        per = " ".join(f"{n} views {loss[nv == n].mean():.4f} ({(nv == n).sum()})" for n in np.unique(nv))
-        print(f"{path}: BCE {loss.mean():.4f} over {len(y)} points; {per}")
+        with torch.inference_mode():  # the training's own loss, on all points and per view count
+            whole = float(decoder_loss(net, x, y))
+            per = " ".join(f"{n} views {float(decoder_loss(net, x[m], y[m])):.4f} ({int(m.sum())})"
+                           for n in np.unique(nv) for m in [torch.from_numpy(nv == n)])
+        print(f"{path}: BCE {whole:.4f} over {len(y)} points; {per}")
 
 
 if __name__ == "__main__":
