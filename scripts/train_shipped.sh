@@ -34,13 +34,13 @@ $amo train --mode regress --init $w/amodal_regressor.safetensors --lr 1e-4 --ste
   --out runs/regress_more >> runs/train_regress_more.log 2>&1
 cp runs/regress_more/regress.safetensors $w/amodal_regressor.safetensors
 $amo calibrate $w/amodal_regressor.safetensors
-# The local decoder (local_decoder.py): trained on the shipped generator's own fields over 1800
+# The local decoder (local_decoder.py): trained on the shipped generator's own fields over 2700
 # fresh train-split scenes (seed 5, never the generator's), then calibrated with each shipped
 # network (a level per view count and the confidence, kept in the decoder's file per network).
 # About 30 min of preparation (two processes), 3 min of training, 2 x 20-25 min of calibration.
-$amo synth --out data/decoder_train --scenes 1800 --seed 5 --split train
-$amo train --mode decoder --data data/decoder_train --scenes 1800 --steps 10000 --out runs/decoder_1800 \
-  >> runs/train_decoder_1800.log 2>&1
-cp runs/decoder_1800/local_decoder.safetensors $w/amodal_local_decoder.safetensors
+$amo synth --out data/decoder_train --scenes 2700 --seed 5 --split train
+$amo train --mode decoder --data data/decoder_train --scenes 2700 --steps 15000 --out runs/decoder_2700 \
+  >> runs/train_decoder_2700.log 2>&1
+cp runs/decoder_2700/local_decoder.safetensors $w/amodal_local_decoder.safetensors
 $amo calibrate $w/amodalgen3d_flow.safetensors --decoder $w/amodal_local_decoder.safetensors
 $amo calibrate $w/amodal_regressor.safetensors --decoder $w/amodal_local_decoder.safetensors
