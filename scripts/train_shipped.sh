@@ -37,7 +37,8 @@ $amo calibrate $w/amodal_regressor.safetensors
 # The local decoder (local_decoder.py): trained on the shipped generator's own fields over 2700
 # fresh train-split scenes (seed 5, never the generator's), then calibrated with each shipped
 # network (a level per view count and the confidence, kept in the decoder's file per network).
-# About 30 min of preparation (two processes), 3 min of training, 2 x 20-25 min of calibration.
+# About 13 min of synthesis, 35 min of preparation (two processes), 7 min of training, 2 x 9-11 min of
+# calibration (session 24).
 $amo synth --out data/decoder_train --scenes 2700 --seed 5 --split train
 $amo train --mode decoder --data data/decoder_train --scenes 2700 --steps 15000 --out runs/decoder_2700 \
   >> runs/train_decoder_2700.log 2>&1
