@@ -225,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--predict", choices=["velocity", "x0"], default="x0",
                    help="flow mode: the network predicts the clean shape's logits (BCE; shipped) or the velocity (MSE)")
     t.add_argument("--scenes", type=int, default=None,
-                   help="default 3000 (flow, regress, prior: the whole train split), 1800 (decoder)")
-    t.add_argument("--steps", type=int, default=None, help="default 3000 (flow, regress), 4000 (prior), 10000 (decoder)")
+                   help="default 3000 (flow, regress, prior: the whole train split), 2700 (decoder)")
+    t.add_argument("--steps", type=int, default=None, help="default 3000 (flow, regress), 4000 (prior), 15000 (decoder)")
     t.add_argument("--batch", type=int, default=None, help="default 16 (flow, regress), 32 (prior), 4096 points (decoder)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)

@@ -555,6 +555,7 @@ class LearnedMethod:
         conf = meta.get("confidence", {})
         self.sigma_scale, self.sigma_floor_m = conf.get("sigma_scale", 1.0), conf.get("sigma_floor_m", 0.0)
         self.occlusion_gain_m = conf.get("occlusion_gain_m", 0.0)  # files fitted before it: no such term
+        self.confidence_by_views = confidence_params_by_views(meta.get("confidence_by_views", {}))
         self.backend = make_backend(backend, self.model, onnx_dir, threads or 0, weights_sha, engine_cache_dir,
                                     precision, force_rebuild)
         self.steps, self.samples, self.seed, self.guidance = steps, samples, seed, guidance
@@ -599,6 +600,7 @@ class LearnedMethod:
                 c = cal["confidence"]
                 self.sigma_scale, self.sigma_floor_m, self.occlusion_gain_m = (
                     c["sigma_scale"], c["sigma_floor_m"], c["occlusion_gain_m"])
+                self.confidence_by_views = confidence_params_by_views(cal.get("confidence_by_views", {}))
         self.fcfg = FeatureConfig(res=self.model.cfg.res, crop=self.model.cfg.crop, max_views=self.model.cfg.max_views,
                                   amodal_prior=self.model.cfg.amodal_prior)
 
@@ -608,6 +610,14 @@ class LearnedMethod:
         calibration's (0.5, the ramp's crossing, if it has none)."""
         counts = [n for n in self.level_by_views if n <= n_views]
         return self.level_by_views[max(counts)] if counts else self.level
+
+    def confidence_params(self, n_views: int) -> tuple[float, float, float]:
+        """(scale, floor, occlusion gain) of the confidence for a field from n views: the fit of the
+        largest calibrated view count not above n, else the pooled fit (as level_for)."""
+        counts = [n for n in self.confidence_by_views if n <= n_views]
+        if counts:
+            return self.confidence_by_views[max(counts)]
+        return self.sigma_scale, self.sigma_floor_m, self.occlusion_gain_m
 
     def occupancy_samples(self, mi: ModelInputs) -> tuple[np.ndarray, np.ndarray]:
         """Mean occupancy probability (R, R, R) and each sample's own (K, R, R, R) (the
@@ -682,8 +692,9 @@ class LearnedMethod:
     def mesh(self, fd: dict, level: float):
         """Closed mesh (output frame) and per-vertex confidence at a surface level."""
         mesh, sigma, measured = self.mesh_and_sigma(fd, level)
-        conf = confidence_from_sigma(sigma, self.sigma_scale, self.sigma_floor_m,
-                                     occlusion_gain_m=self.occlusion_gain_m, visible_fraction=fd["visible_fraction"])
+        scale, floor_m, gain_m = self.confidence_params(fd["n_views"])
+        conf = confidence_from_sigma(sigma, scale, floor_m, occlusion_gain_m=gain_m,
+                                     visible_fraction=fd["visible_fraction"])
         conf = np.where(measured, 1.0, conf)  # measured surface
         return mesh, np.clip(conf, 0, 1).astype(np.float32)
 
@@ -760,6 +771,12 @@ def surface_sigma(field: np.ndarray, grid, vertices: np.ndarray) -> np.ndarray:
     grad = np.gradient(field.astype(np.float32), grid.voxel_m)  # per metre
     slope = np.sqrt(sum(ndimage.map_coordinates(g, idx, order=1, mode="nearest") ** 2 for g in grad))
     return 1.0 / (np.sqrt(2 * np.pi) * np.maximum(slope, 1e-6))
+
+
+def confidence_params_by_views(fits: dict) -> dict[int, tuple[float, float, float]]:
+    """{view count: (scale, floor, occlusion gain)} from a calibration's confidence_by_views
+    (files calibrated before it have none: the pooled fit serves every count)."""
+    return {int(n): (c["sigma_scale"], c["sigma_floor_m"], c["occlusion_gain_m"]) for n, c in fits.items()}
 
 
 def confidence_from_sigma(sigma: np.ndarray, scale: float = 1.0, floor_m: float = 0.0,

@@ -211,6 +211,21 @@ def test_calibrated_confidence_travels_in_the_weights(tmp_path):
     assert (plain.sigma_scale, plain.sigma_floor_m, plain.occlusion_gain_m) == (1.0, 0.0, 0.0)
 
 
+def test_confidence_per_view_count_is_picked_like_the_level(tmp_path):
+    """A fit per calibrated view count serves counts from it up to the next; below the smallest,
+    and in files calibrated before per-count fits, the pooled fit."""
+    pooled = {"sigma_scale": 2.0, "sigma_floor_m": 0.003, "occlusion_gain_m": 0.01}
+    by_views = {"2": {"sigma_scale": 1.0, "sigma_floor_m": 0.001, "occlusion_gain_m": 0.0},
+                "4": {"sigma_scale": 0.5, "sigma_floor_m": 0.002, "occlusion_gain_m": 0.02}}
+    M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "w.safetensors", {"confidence": pooled, "confidence_by_views": by_views})
+    m = M.LearnedMethod(tmp_path / "w.safetensors")
+    assert m.confidence_params(1) == (2.0, 0.003, 0.01)
+    assert m.confidence_params(2) == m.confidence_params(3) == (1.0, 0.001, 0.0)
+    assert m.confidence_params(8) == (0.5, 0.002, 0.02)
+    M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "v.safetensors", {"confidence": pooled})
+    assert M.LearnedMethod(tmp_path / "v.safetensors").confidence_params(4) == (2.0, 0.003, 0.01)
+
+
 def test_old_weights_without_predict_load_as_velocity(tmp_path):
     """Weights saved before the predict field existed still load, as velocity predictors."""
     import json
@@ -467,10 +482,13 @@ def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, 
     meta = M.weights_meta(d)
     cal = meta["calibration_by_network"][file_sha256(w)]
     assert meta["steps"] == 7 and cal["network"] == "w.safetensors" and cal["level_by_views"] == {"1": cal["level"]}
+    assert set(cal["confidence_by_views"]) == {"1"} and "ece_pooled_fit" in cal["confidence_by_views"]["1"]
     with caplog.at_level(logging.WARNING, logger="amodalgen3d.model"):
         m = M.LearnedMethod(w, steps=1, samples=2, decoder=1, decoder_weights=d)
         assert not caplog.records
         assert m.level_for(1) == cal["level"] and m.sigma_scale == cal["confidence"]["sigma_scale"]
+        c1 = cal["confidence_by_views"]["1"]
+        assert m.confidence_params(1) == (c1["sigma_scale"], c1["sigma_floor_m"], c1["occlusion_gain_m"])
         m = M.LearnedMethod(other, steps=1, samples=2, decoder=1, decoder_weights=d)
     assert "holds no calibration with other.safetensors" in caplog.text
     assert m.level_for(1) == 0.5 and m.sigma_scale == 2.0
