@@ -103,8 +103,8 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
     sigma_all, hit_all, visible_all, n_all = (np.concatenate(x) for x in (sigmas, hits, visible, counts))
     confidence = fit_confidence(sigma_all, hit_all, visible_all)
     # and one fit per view count, in case the slope means something else with more views. Tried
-    # (session 25) against the held-out bench's one-view over-confidence (+0.047 at 1 view, +0.007
-    # at 4): on these scenes the 1- and 2-view fits equal the pooled one and only 4 views' moves
+    # (session 25) against the held-out bench's one-view over-confidence (session 24's run: +0.047 at
+    # 1 view, +0.007 at 4): on these scenes the 1- and 2-view fits equal the pooled one and only 4 views' moves
     # (ECE 0.021 -> 0.017), so that over-confidence is the held-out shapes being harder, not the
     # view count; the shipped files keep the pooled fit.
     confidence_by_views = {}

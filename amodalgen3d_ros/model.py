@@ -608,16 +608,13 @@ class LearnedMethod:
         """The surface level for a field from n views: that of the largest calibrated view count
         not above n (3 views take 2's), else the pooled one. With the local decoder, its own
         calibration's (0.5, the ramp's crossing, if it has none)."""
-        counts = [n for n in self.level_by_views if n <= n_views]
-        return self.level_by_views[max(counts)] if counts else self.level
+        return for_view_count(self.level_by_views, n_views, self.level)
 
     def confidence_params(self, n_views: int) -> tuple[float, float, float]:
-        """(scale, floor, occlusion gain) of the confidence for a field from n views: the fit of the
-        largest calibrated view count not above n, else the pooled fit (as level_for)."""
-        counts = [n for n in self.confidence_by_views if n <= n_views]
-        if counts:
-            return self.confidence_by_views[max(counts)]
-        return self.sigma_scale, self.sigma_floor_m, self.occlusion_gain_m
+        """(scale, floor, occlusion gain) of the confidence for a field from n views, chosen as
+        level_for chooses the level."""
+        return for_view_count(self.confidence_by_views, n_views,
+                              (self.sigma_scale, self.sigma_floor_m, self.occlusion_gain_m))
 
     def occupancy_samples(self, mi: ModelInputs) -> tuple[np.ndarray, np.ndarray]:
         """Mean occupancy probability (R, R, R) and each sample's own (K, R, R, R) (the
@@ -771,6 +768,12 @@ def surface_sigma(field: np.ndarray, grid, vertices: np.ndarray) -> np.ndarray:
     grad = np.gradient(field.astype(np.float32), grid.voxel_m)  # per metre
     slope = np.sqrt(sum(ndimage.map_coordinates(g, idx, order=1, mode="nearest") ** 2 for g in grad))
     return 1.0 / (np.sqrt(2 * np.pi) * np.maximum(slope, 1e-6))
+
+
+def for_view_count(by_views: dict, n_views: int, pooled):
+    """What was calibrated for the largest view count not above n_views, else the pooled value."""
+    counts = [n for n in by_views if n <= n_views]
+    return by_views[max(counts)] if counts else pooled
 
 
 def confidence_params_by_views(fits: dict) -> dict[int, tuple[float, float, float]]:

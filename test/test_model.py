@@ -489,6 +489,9 @@ def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, 
         assert m.level_for(1) == cal["level"] and m.sigma_scale == cal["confidence"]["sigma_scale"]
         c1 = cal["confidence_by_views"]["1"]
         assert m.confidence_params(1) == (c1["sigma_scale"], c1["sigma_floor_m"], c1["occlusion_gain_m"])
+        # read from the decoder's calibration, not the network's file (which has none): with one
+        # count calibrated the pooled fit equals it, so the line above alone would pass either way
+        assert m.confidence_by_views == {1: (c1["sigma_scale"], c1["sigma_floor_m"], c1["occlusion_gain_m"])}
         m = M.LearnedMethod(other, steps=1, samples=2, decoder=1, decoder_weights=d)
     assert "holds no calibration with other.safetensors" in caplog.text
     assert m.level_for(1) == 0.5 and m.sigma_scale == 2.0
