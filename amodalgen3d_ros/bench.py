@@ -38,6 +38,10 @@ OCCLUSION_BANDS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.01]
 BENCH_SEED = 1234  # the held-out scenes every benchmark run uses
 
 
+class SceneFolderError(ValueError):
+    """The --data folder holds scenes made otherwise than the run asks for: the user's to fix."""
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     data: str = "data/heldout"
@@ -62,7 +66,8 @@ def ensure_scenes(cfg: BenchConfig, progress: bool = True) -> list[Path]:
         made = {"seed": m.get("seed"), "split": m.get("split"), "depth_noise": m.get("config", {}).get("depth_noise")}
         want = {"seed": cfg.seed, "split": cfg.split, "depth_noise": cfg.depth_noise}
         if made != want:
-            raise ValueError(f"{root} holds scenes made with {made}, not {want}: choose another --data folder")
+            raise SceneFolderError(f"{root} holds scenes made with {made}, not {want}: choose another --data folder"
+                                   f"{' or pass --seed ' + str(made['seed']) if made['seed'] != want['seed'] else ''}")
     have = synth.scene_dirs(root)
     if len(have) < cfg.scenes:
         synth.synth(root, cfg.scenes, cfg.seed, cfg.split, synth.SynthConfig(depth_noise=cfg.depth_noise),
@@ -79,11 +84,14 @@ def _clean_depth(scene: Path, i: int) -> np.ndarray:
 
 
 def method_label(method: str) -> str:
-    """A table label without slashes: "amodalgen3d@runs/abl_x/flow.safetensors" -> "amodalgen3d@abl_x"."""
+    """A table label without slashes: "amodalgen3d@runs/abl_x/flow.safetensors" -> "amodalgen3d@abl_x",
+    "...?decoder=runs/abl_x/decoder.safetensors" -> "...?decoder=abl_x"."""
     head, _, query = method.partition("?")
     if "@" in head and "/" in head:  # idempotent: a label passes through unchanged
         base, _, weights = head.partition("@")
         head = f"{base}@{Path(weights).parent.name}"
+    query = "&".join(f"{k}={Path(v).parent.name}" if "/" in v else kv
+                     for kv in query.split("&") if kv for k, _, v in [kv.partition("=")])
     return head + (f"?{query}" if query else "")
 
 

@@ -47,12 +47,13 @@ def cmd_reconstruct(a: argparse.Namespace) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    from .bench import BenchConfig, run_bench, run_pose_bench
+    from .bench import BenchConfig, SceneFolderError, run_bench, run_pose_bench
 
     methods = a.methods or BenchConfig.methods
     noise = not a.no_depth_noise  # the same scenes (same seed) with exact depth: a separate folder
     cfg = BenchConfig(data=a.data or f"data/{a.split}{'' if noise else '_clean'}", split=a.split, scenes=a.scenes,
-                      views=a.views, methods=methods, unposed=a.unposed, workers=a.workers, depth_noise=noise)
+                      views=a.views, methods=methods, unposed=a.unposed, workers=a.workers, depth_noise=noise,
+                      seed=BenchConfig.seed if a.seed is None else a.seed)
     if a.quick:
         cfg = BenchConfig(data=a.data or "data/heldout_quick", split=a.split, scenes=min(a.scenes, 4),
                           views=tuple(v for v in a.views if v <= 2) or (1,), methods=methods,
@@ -95,7 +96,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
         rep = run_pose_bench(cfg, a.out)
         print((Path(a.out) / "poses.md").read_text())
         return 0
-    rep = run_bench(cfg, a.out)
+    try:
+        rep = run_bench(cfg, a.out)
+    except SceneFolderError as e:
+        raise _UsageError(str(e)) from None
     print((Path(a.out) / "bench.md").read_text())
     return 0 if not rep["summary"]["failures"] or a.allow_failures else 3
 
@@ -195,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--split", choices=["train", "heldout"], default="heldout")
     b.add_argument("--data", default=None, help="scene folder (synthesized if missing)")
     b.add_argument("--scenes", type=int, default=60)
+    b.add_argument("--seed", type=int, default=None,
+                   help="the scenes' seed (default 1234: the held-out benchmark; 99 with --split train: the calibration's)")
     b.add_argument("--views", type=_ints, default=(1, 2, 4))
     b.add_argument("--methods", type=_names, default=None)
     b.add_argument("--no-depth-noise", action="store_true", help="the same scenes with exact depth (no noise, no holes)")

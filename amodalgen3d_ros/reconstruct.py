@@ -89,17 +89,25 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
     if "@" in name or "?" in name:
         # a learned method with other weights or sampler options (benchmarks, ablations):
         # "amodalgen3d@runs/x/flow.safetensors", "amodalgen3d?steps=4&samples=2", "amodalgen3d?hypotheses=4",
-        # "amodalgen3d?fine_res=96" (the grid the result is made to agree with the views on)
+        # "amodalgen3d?fine_res=96" (the grid the result is made to agree with the views on),
+        # "amodalgen3d@runs/x/flow.safetensors?decoder=runs/x/decoder.safetensors" (a decoder file
+        # other than the shipped one, calibrated with those weights: ablations with the decoder)
         head, _, query = name.partition("?")
         base, _, weights = head.partition("@")
+        pairs = [kv.split("=", 1) if "=" in kv else [kv, ""] for kv in query.split("&") if kv]
+        decoder_file = next((v for k, v in pairs if k == "decoder" and not v.lstrip("-").isdigit()), "")
         try:
-            opts = {k: int(v) for k, v in (kv.split("=") for kv in query.split("&") if kv)}
+            opts: dict = {k: int(v) for k, v in pairs if not (k == "decoder" and v == decoder_file)}
         except ValueError:
             opts = {"": 0}
+        if decoder_file:
+            opts.update(decoder=1, decoder_weights=decoder_file)
         if (base not in methods or (weights and not Path(weights).is_file())
-                or not set(opts) <= {"steps", "samples", "hypotheses", "fine_res", "decoder"}):
+                or (decoder_file and not Path(decoder_file).is_file())
+                or not set(opts) <= {"steps", "samples", "hypotheses", "fine_res", "decoder", "decoder_weights"}):
             raise ViewsFormatError(
-                f"'{name}': expected LEARNED_METHOD[@WEIGHTS_FILE][?steps=N&samples=K&hypotheses=H&fine_res=F&decoder=0|1]")
+                f"'{name}': expected LEARNED_METHOD[@WEIGHTS_FILE]"
+                "[?steps=N&samples=K&hypotheses=H&fine_res=F&decoder=0|1|DECODER_FILE]")
         from .model import learned_method
 
         try:  # loaded here (cached), so a bad option is the caller's error, said before any views arrive

@@ -10,6 +10,8 @@
 #   STEPS=1000 SCENES=30 bash scripts/ablations.sh full no_vwca   # full_seed1: the full model from seed 1
 #   then: .venv/bin/amodalgen3d bench --combine runs/abl4_full_1000/bench,... --out docs/results/ablations_calibrated
 #         .venv/bin/python scripts/ablation_table.py --bench docs/results/ablations_calibrated/bench.json full no_scca ...
+#   DECODER=1 bash scripts/ablations.sh full no_prior   # with the shipped local decoder: each run's own copy of
+#         it, calibrated with that run's network (calibrate --decoder), benchmarked into RUN/bench_decoder
 set -uo pipefail
 cd "$(dirname "$0")/.."
 amo=.venv/bin/amodalgen3d
@@ -24,7 +26,17 @@ names=("$@")
 for n in "${names[@]}"; do
   out=runs/abl4_${n}_${steps}  # abl4: x0 generator (abl3_: velocity generator with the prior; abl_: before the prior)
   w=$out/flow.safetensors
-  if [ ! -f "$out/bench/bench.json" ]; then
+  if [ "${DECODER:-0}" = 1 ]; then
+    if [ ! -f "$out/bench_decoder/bench.json" ]; then
+      # shellcheck disable=SC2086
+      [ -f "$w" ] || $amo train --mode flow --predict x0 --steps "$steps" --threads "$threads" --out "$out" ${flags[$n]} > "$out.log" 2>&1
+      dec=$out/decoder.safetensors  # a copy: the shipped file is never written by an ablation
+      [ -f "$dec" ] || cp amodalgen3d_ros/weights/amodal_local_decoder.safetensors "$dec"
+      $amo calibrate "$w" --decoder "$dec" >> "$out.log" 2>&1
+      $amo bench --split heldout --data "$data" --scenes "$scenes" --views 1,2,4 --workers "$threads" \
+        --methods "amodalgen3d@$w?decoder=$dec" --out "$out/bench_decoder" >> "$out.log" 2>&1
+    fi
+  elif [ ! -f "$out/bench/bench.json" ]; then
     # shellcheck disable=SC2086
     $amo train --mode flow --predict x0 --steps "$steps" --threads "$threads" --out "$out" ${flags[$n]} > "$out.log" 2>&1
     .venv/bin/python -m amodalgen3d_ros.calibrate "$w" >> "$out.log" 2>&1

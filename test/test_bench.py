@@ -114,6 +114,20 @@ def test_scenes_made_otherwise_are_refused(tmp_path):
         ensure_scenes(BenchConfig(data=str(tmp_path), split="heldout", seed=7), progress=False)
 
 
+def test_bench_on_a_folder_made_otherwise_is_a_usage_error(tmp_path, capsys):
+    """Bug: `bench --split train --data data/calib` (seed 99 scenes) ended in "internal error" with
+    exit code 1; it is the user's to fix (another folder, or --seed): one line, exit code 2."""
+    import json
+
+    from amodalgen3d_ros.cli import main
+
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"seed": 99, "split": "train", "scenes": 2, "config": {"depth_noise": True}}))
+    assert main(["bench", "--split", "train", "--data", str(tmp_path), "--scenes", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "or pass --seed 99" in err
+
+
 def test_generator_hypotheses_are_measured_and_saved(scene_dir, tmp_path):
     """The shipped generator asked for 3 hypotheses: three closed meshes in the output frame, each a
     different sample (spread > 0), the best no worse than their mean; the reference gives none;

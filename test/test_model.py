@@ -496,3 +496,15 @@ def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, 
     assert "holds no calibration with other.safetensors" in caplog.text
     assert m.level_for(1) == 0.5 and m.sigma_scale == 2.0
     assert M.LearnedMethod(w, steps=1, samples=2).level == 0.3
+    # a method spec can name the decoder file (ablations with the decoder: a copy calibrated with
+    # their weights, never the shipped one); a missing file is the caller's error
+    from amodalgen3d_ros.bench import method_label
+    from amodalgen3d_ros.reconstruct import resolve_method
+    from amodalgen3d_ros.views import ViewsFormatError
+
+    resolve_method(f"amodalgen3d@{w}?steps=1&samples=2&decoder={d}")
+    m = M.learned_method("amodalgen3d", str(w), steps=1, samples=2, decoder=1, decoder_weights=str(d))
+    assert m.decoder is not None and m.level_for(1) == cal["level"]
+    with pytest.raises(ViewsFormatError, match="DECODER_FILE"):
+        resolve_method(f"amodalgen3d@{w}?decoder={tmp_path / 'missing.safetensors'}")
+    assert method_label(f"amodalgen3d@{w}?steps=1&decoder={d}") == f"amodalgen3d@{tmp_path.name}?steps=1&decoder={tmp_path.name}"
