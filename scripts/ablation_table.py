@@ -10,6 +10,7 @@ machine, the committed files do.
     .venv/bin/python scripts/ablation_table.py [--steps 1000] [--prefix runs/abl4_] full no_scca ...
     .venv/bin/python scripts/ablation_table.py --bench docs/results/ablations_calibrated/bench.json full ...
     .venv/bin/python scripts/ablation_table.py --record no_vwca     # its validation losses into --val-loss
+    .venv/bin/python scripts/ablation_table.py --decoder full no_prior  # DECODER=1 runs: RUN/bench_decoder
 """
 import argparse
 import json
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--bench", default=None, help="one bench.json holding every variant's rows")
     ap.add_argument("--val-loss", default="docs/results/ablations_calibrated/val_loss.json")
     ap.add_argument("--record", action="store_true", help="keep the runs' validation losses in --val-loss and stop")
+    ap.add_argument("--decoder", action="store_true", help="the runs with their decoder (DECODER=1 ablations.sh)")
     a = ap.parse_args()
     runs = {n: Path(f"{a.prefix}{n}_{a.steps}") for n in a.names}
     kept_path = Path(a.val_loss)
@@ -52,7 +54,9 @@ def main() -> None:
             kept[r.name] = val_losses(r, {})
         kept_path.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
         return
-    table = {n: rows(a.bench or str(r / "bench" / "bench.json"), f"amodalgen3d@{r.name}") for n, r in runs.items()}
+    sub, query = ("bench_decoder", "?decoder={}") if a.decoder else ("bench", "")
+    table = {n: rows(a.bench or str(r / sub / "bench.json"), f"amodalgen3d@{r.name}{query.format(r.name)}")
+             for n, r in runs.items()}
     base = table[a.names[0]]
     counts = sorted({k[1] for k in base})
     print(f"| model | val. loss | {' | '.join(f'{n} view(s)' for n in counts)} | Chamfer vs {a.names[0]} (95 % interval) |")
