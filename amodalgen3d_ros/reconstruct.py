@@ -94,20 +94,24 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
         # other than the shipped one, calibrated with those weights: ablations with the decoder)
         head, _, query = name.partition("?")
         base, _, weights = head.partition("@")
-        pairs = [kv.split("=", 1) if "=" in kv else [kv, ""] for kv in query.split("&") if kv]
-        decoder_file = next((v for k, v in pairs if k == "decoder" and not v.lstrip("-").isdigit()), "")
+        opts: dict = {}
+        decoder_file = ""
         try:
-            opts: dict = {k: int(v) for k, v in pairs if not (k == "decoder" and v == decoder_file)}
+            for k, _, v in (kv.partition("=") for kv in query.split("&") if kv):
+                if k == "decoder" and not v.lstrip("-").isdigit():
+                    decoder_file = v
+                else:
+                    opts[k] = int(v)
         except ValueError:
             opts = {"": 0}
-        if decoder_file:
-            opts.update(decoder=1, decoder_weights=decoder_file)
         if (base not in methods or (weights and not Path(weights).is_file())
                 or (decoder_file and not Path(decoder_file).is_file())
-                or not set(opts) <= {"steps", "samples", "hypotheses", "fine_res", "decoder", "decoder_weights"}):
+                or not set(opts) <= {"steps", "samples", "hypotheses", "fine_res", "decoder"}):
             raise ViewsFormatError(
                 f"'{name}': expected LEARNED_METHOD[@WEIGHTS_FILE]"
                 "[?steps=N&samples=K&hypotheses=H&fine_res=F&decoder=0|1|DECODER_FILE]")
+        if decoder_file:
+            opts.update(decoder=1, decoder_weights=decoder_file)
         from .model import learned_method
 
         try:  # loaded here (cached), so a bad option is the caller's error, said before any views arrive

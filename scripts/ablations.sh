@@ -26,22 +26,21 @@ names=("$@")
 for n in "${names[@]}"; do
   out=runs/abl4_${n}_${steps}  # abl4: x0 generator (abl3_: velocity generator with the prior; abl_: before the prior)
   w=$out/flow.safetensors
+  bench_dir=$out/bench
+  [ "${DECODER:-0}" = 1 ] && bench_dir=$out/bench_decoder
+  [ -f "$bench_dir/bench.json" ] && continue
+  # shellcheck disable=SC2086
+  [ -f "$w" ] || $amo train --mode flow --predict x0 --steps "$steps" --threads "$threads" --out "$out" ${flags[$n]} > "$out.log" 2>&1
   if [ "${DECODER:-0}" = 1 ]; then
-    if [ ! -f "$out/bench_decoder/bench.json" ]; then
-      # shellcheck disable=SC2086
-      [ -f "$w" ] || $amo train --mode flow --predict x0 --steps "$steps" --threads "$threads" --out "$out" ${flags[$n]} > "$out.log" 2>&1
-      dec=$out/decoder.safetensors  # a copy: the shipped file is never written by an ablation
-      [ -f "$dec" ] || cp amodalgen3d_ros/weights/amodal_local_decoder.safetensors "$dec"
-      $amo calibrate "$w" --decoder "$dec" >> "$out.log" 2>&1
-      $amo bench --split heldout --data "$data" --scenes "$scenes" --views 1,2,4 --workers "$threads" \
-        --methods "amodalgen3d@$w?decoder=$dec" --out "$out/bench_decoder" >> "$out.log" 2>&1
-    fi
-  elif [ ! -f "$out/bench/bench.json" ]; then
-    # shellcheck disable=SC2086
-    $amo train --mode flow --predict x0 --steps "$steps" --threads "$threads" --out "$out" ${flags[$n]} > "$out.log" 2>&1
+    dec=$out/decoder.safetensors  # a copy: the shipped file is never written by an ablation
+    [ -f "$dec" ] || cp amodalgen3d_ros/weights/amodal_local_decoder.safetensors "$dec"
+    $amo calibrate "$w" --decoder "$dec" >> "$out.log" 2>&1
+    $amo bench --split heldout --data "$data" --scenes "$scenes" --views 1,2,4 --workers "$threads" \
+      --methods "amodalgen3d@$w?decoder=$dec" --out "$bench_dir" >> "$out.log" 2>&1
+  else
     .venv/bin/python -m amodalgen3d_ros.calibrate "$w" >> "$out.log" 2>&1
     $amo bench --split heldout --data "$data" --scenes "$scenes" --views 1,2,4 --workers 1 \
-      --methods "amodalgen3d@$w" --out "$out/bench" >> "$out.log" 2>&1
+      --methods "amodalgen3d@$w" --out "$bench_dir" >> "$out.log" 2>&1
     .venv/bin/python scripts/ablation_table.py --steps "$steps" --record "$n"  # its val. losses, kept in docs/
   fi
 done

@@ -16,6 +16,10 @@ BASELINES = ("visible", "convex_hull", "support_hull", "symmetry", "tsdf")
 UNSEEN, SEEN, WHOLE = "completeness_unseen_mm", "accuracy_seen_mm", "chamfer_l1_mm"
 
 
+def _measured(row: dict, key: str) -> bool:
+    return row.get(key) is not None and row[key] == row[key]  # not missing, not NaN
+
+
 def main(m_path: str, method: str, b_path: str) -> None:
     m = rows(m_path, method)
     have = {r["method"] for r in _report_rows(b_path)}
@@ -23,12 +27,8 @@ def main(m_path: str, method: str, b_path: str) -> None:
     rng = np.random.default_rng(0)
     print(f"{method}: margin over the best baseline per measure, per object, mean [95 % bootstrap]")
     for n in sorted({k[1] for k in m}):
-        objs = [k for k in m if k[1] == n and all(k in b for b in base.values())]
-
-        def ok(r: dict, key: str) -> bool:
-            return r.get(key) is not None and r[key] == r[key]
-
-        objs = [k for k in objs if all(ok(r[k], key) for r in (m, *base.values()) for key in (UNSEEN, SEEN, WHOLE))]
+        objs = [k for k in m if k[1] == n and all(k in b for b in base.values())
+                and all(_measured(r[k], key) for r in (m, *base.values()) for key in (UNSEEN, SEEN, WHOLE))]
         best = {key: min(base, key=lambda b: np.mean([base[b][k][key] for k in objs])) for key in (UNSEEN, SEEN, WHOLE)}
         margin = {key: np.array([base[best[key]][k][key] - m[k][key] for k in objs]) for key in best}
         print(f"{n} view(s), {len(objs)} objects; best baseline: unseen {best[UNSEEN]}, seen {best[SEEN]}, "
