@@ -1,10 +1,11 @@
 """Two methods' benchmark rows paired per object (scene, view count): mean difference A - B with a
 95 % bootstrap interval, per view count. The rows may come from different runs (bench.json files).
 
-    .venv/bin/python scripts/paired_bench.py RUN_A/bench.json 'METHOD_A' RUN_B/bench.json 'METHOD_B' [KEY,KEY,...]
+    .venv/bin/python scripts/paired_bench.py RUN_A/bench.json 'METHOD_A' RUN_B/bench.json 'METHOD_B' [KEY,KEY,...] [--worst K]
 
 (default keys: the accuracy ones; e.g. confidence_auroc,confidence_ece for the confidence; objects
-where either is missing or NaN are left out)
+where either is missing or NaN are left out). Beside the mean: the median, on how many objects A is
+below / above B, and with --worst K the K objects at each end (is a mean carried by a few objects?).
 """
 import functools
 import json
@@ -34,7 +35,7 @@ def rows(path: str, method: str) -> dict:
     return out
 
 
-def main(a_path: str, a_method: str, b_path: str, b_method: str, keys: tuple[str, ...] = KEYS) -> None:
+def main(a_path: str, a_method: str, b_path: str, b_method: str, keys: tuple[str, ...] = KEYS, worst: int = 0) -> None:
     a, b = rows(a_path, a_method), rows(b_path, b_method)
     rng = np.random.default_rng(0)
     print(f"{a_method} ({a_path}) minus {b_method} ({b_path}): mean [95 % bootstrap], objects")
@@ -43,10 +44,27 @@ def main(a_path: str, a_method: str, b_path: str, b_method: str, keys: tuple[str
         print(f"{n} view(s), {len(objects)} objects:")
         for m in keys:
             both = [k for k in objects if all(r[k].get(m) is not None and r[k][m] == r[k][m] for r in (a, b))]
-            mean, lo, hi = mean_interval(np.array([a[k][m] - b[k][m] for k in both]), rng)
+            d = np.array([a[k][m] - b[k][m] for k in both])
+            mean, lo, hi = mean_interval(d, rng)
             print(f"  {m}: {mean:+.4f} [{lo:+.4f}, {hi:+.4f}]  (A {np.mean([a[k][m] for k in both]):.4f}, "
-                  f"B {np.mean([b[k][m] for k in both]):.4f})")
+                  f"B {np.mean([b[k][m] for k in both]):.4f}); median {np.median(d):+.4f}, "
+                  f"A below B on {int((d < 0).sum())}, above on {int((d > 0).sum())}")
+            if worst:
+                order = np.argsort(d)
+                ends = {"lowest": order[:worst], "highest": order[::-1][:worst]}
+                for name, idx in ends.items():
+                    print(f"    {name} A - B: " + ", ".join(
+                        f"{both[i][0]} ({a[both[i]].get('family', '?')}) {d[i]:+.3f}" for i in idx))
+                rest = np.sort(d)[worst:-worst] if len(d) > 2 * worst else d[:0]
+                if len(rest):
+                    print(f"    mean without the {worst} at each end: {rest.mean():+.4f}")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5], *([tuple(sys.argv[5].split(","))] if len(sys.argv) > 5 else []))
+    args = sys.argv[1:]
+    k = 0
+    if "--worst" in args:
+        i = args.index("--worst")
+        k = int(args[i + 1])
+        del args[i:i + 2]
+    main(*args[:4], tuple(args[4].split(",")) if len(args) > 4 else KEYS, worst=k)
