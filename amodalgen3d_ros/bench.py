@@ -554,7 +554,10 @@ def combine(dirs: list[Path], out: Path) -> dict:
     # each run's machine beside its config (an older combined run did not keep them: unknown)
     machines = [m for rep in reports
                 for m in (rep.get("machines", [None] * len(rep["configs"])) if "configs" in rep else [rep.get("machine")])]
-    report = {"combined_from": [str(d) for d in dirs], "configs": configs, "machines": machines,
+    # where each run's rows came from, beside its config: a combined run's own sources, not the
+    # folder it was combined into (often a copy that is gone by the next combine)
+    sources = [src for d, rep in zip(dirs, reports) for src in rep.get("combined_from", [str(d)])]
+    report = {"combined_from": sources, "configs": configs, "machines": machines,
               "combined_on": machine_info(), "summary": summary, "rows": rows}
     (out / "bench.json").write_text(json.dumps(report, indent=1, default=float))
     posed = "unposed" if configs[0].get("unposed") else "posed"

@@ -71,6 +71,8 @@ def test_a_combined_run_can_be_combined_again(tmp_path):
     assert again["configs"] == [{"split": "heldout", "unposed": False}] * 2 and len(again["rows"]) == 2
     # bug: a combined run's only machine was the one that combined it; each run's is kept, beside its config
     assert again["machines"] == [{"cpus": 64}, None] and "cpus" in again["combined_on"]
+    # bug: a combined run's sources were replaced by its own folder's name; each run's is kept
+    assert again["combined_from"] == [str(run), str(other)]
     assert "heldout, 1 scenes, posed views" in (tmp_path / "twice" / "bench.md").read_text()
 
 
