@@ -12,6 +12,9 @@
 #         .venv/bin/python scripts/ablation_table.py --bench docs/results/ablations_calibrated/bench.json full no_scca ...
 #   DECODER=1 bash scripts/ablations.sh full no_prior   # with the shipped local decoder: each run's own copy of
 #         it, calibrated with that run's network (calibrate --decoder), benchmarked into RUN/bench_decoder
+#         then: .venv/bin/amodalgen3d bench --combine docs/results/ablations_decoder,runs/abl4_X_1000/bench_decoder
+#               --out docs/results/ablations_decoder   (a combined run keeps the runs it came from)
+#               .venv/bin/python scripts/ablation_table.py --record --val-loss docs/results/ablations_decoder/val_loss.json X
 set -uo pipefail
 cd "$(dirname "$0")/.."
 amo=.venv/bin/amodalgen3d
