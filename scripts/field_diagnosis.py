@@ -8,33 +8,21 @@ outside the truth) lies above the level, after the local decoder and on the coar
 filled mug or bowl shows here); the network's mean occupancy inside the truth in slabs by depth
 behind the object's centre, seen from the first camera (a far side cut short shows here), with the
 samples' spread per coarse voxel (0 for the reference: one answer); and the mesh's completeness
-and accuracy over the whole surface.
+and accuracy over the whole surface (metrics.evaluate, as the benchmark reads them).
 """
 import sys
 from pathlib import Path
 
 import numpy as np
-import open3d as o3d
-from scipy.spatial import cKDTree
 
 from amodalgen3d_ros import synth
-from amodalgen3d_ros.geometry import invert
+from amodalgen3d_ros.geometry import invert, transform
+from amodalgen3d_ros.metrics import evaluate, inside
 from amodalgen3d_ros.model import learned_method
 from amodalgen3d_ros.observation import observe
 from amodalgen3d_ros.views import read_views_dir
 
 SLABS_M = [(-0.2, 0.0), (0.0, 0.03), (0.03, 0.06), (0.06, 0.2)]
-
-
-def inside(mesh, points: np.ndarray) -> np.ndarray:
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
-                        o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
-    return scene.compute_occupancy(o3d.core.Tensor(points.astype(np.float32))).numpy() > 0.5
-
-
-def apply(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ T[:3, :3].T + T[:3, 3]
 
 
 def main(scene: Path, n: int) -> None:
@@ -44,35 +32,30 @@ def main(scene: Path, n: int) -> None:
     T_out_to_cam = T_ref_world if obs.frame == "world" else np.eye(4)
     truth = gt["mesh"].copy().apply_transform(np.eye(4) if obs.frame == "world" else T_ref_world)
     hull = truth.convex_hull
-    centre_z = apply(T_out_to_cam, truth.centroid[None])[0, 2]
-    truth_pts = truth.sample(20000)
+    centre_z = transform(T_out_to_cam, truth.centroid[None])[0, 2]
     print(f"{scene.name} ({gt['family']}), {n} view(s), {len(obs.used_views())} used")
     for name in ("amodalgen3d", "amodal_regressor"):
         method = learned_method(name, None, decoder=1)
         fd = method.field(obs)
-        mi, level = fd["mi"], method.level_for(n)
-        fine = apply(mi.T_out_cube, fd["grid"].centers())
+        mi, level = fd["mi"], method.level_for(fd["n_views"])
+        fine = transform(mi.T_out_cube, fd["grid"].centers())
         cavity = inside(hull, fine) & ~inside(truth, fine)
         decoded = fd["field"].reshape(-1)
         coarse = fd.get("coarse_field", fd["field"]).reshape(-1)
         print(f"{name}: level {level:.2f}; cavity above it {np.mean(decoded[cavity] > level):.2f} decoded, "
               f"{np.mean(coarse[cavity] > level):.2f} coarse ({cavity.sum()} fine voxels)")
         prob, each = method.occupancy_samples(mi)
-        centres = apply(mi.T_out_cube, mi.grid(prob.shape[0]).centers())
+        centres = transform(mi.T_out_cube, mi.grid(prob.shape[0]).centers())
         solid = inside(truth, centres)
-        depth = apply(T_out_to_cam, centres)[:, 2] - centre_z
+        depth = transform(T_out_to_cam, centres)[:, 2] - centre_z
         each = each.reshape(len(each), -1)
         for lo, hi in SLABS_M:
             s = solid & (depth >= lo) & (depth < hi)
             if s.any():
                 print(f"  inside the truth {lo * 100:+.0f}..{hi * 100:+.0f} cm behind its centre ({s.sum()} voxels): "
                       f"occupancy {prob.reshape(-1)[s].mean():.2f}, samples' spread {each[:, s].std(0).mean():.2f}")
-        out = method(obs)
-        mesh = out[0] if isinstance(out, tuple) else out  # in the output frame, as the truth here
-        pts = truth_pts
-        completeness = cKDTree(mesh.sample(50000)).query(pts)[0].mean()
-        accuracy = cKDTree(pts).query(np.asarray(mesh.vertices))[0].mean()
-        print(f"  mesh: completeness {completeness * 1000:.2f} mm, accuracy {accuracy * 1000:.2f} mm over the whole surface")
+        m = evaluate(method.mesh(fd, level)[0], truth)  # the mesh the method publishes, from this field
+        print(f"  mesh: completeness {m['completeness_mm']:.2f} mm, accuracy {m['accuracy_mm']:.2f} mm over the whole surface")
 
 
 if __name__ == "__main__":

@@ -10,14 +10,10 @@ and minus its margin on whole-object Chamfer; mean and 95 % bootstrap interval p
 import sys
 
 import numpy as np
-from paired_bench import _report_rows, mean_interval, rows
+from paired_bench import _report_rows, mean_interval, measured, rows
 
 BASELINES = ("visible", "convex_hull", "support_hull", "symmetry", "tsdf")
 UNSEEN, SEEN, WHOLE = "completeness_unseen_mm", "accuracy_seen_mm", "chamfer_l1_mm"
-
-
-def _measured(row: dict, key: str) -> bool:
-    return row.get(key) is not None and row[key] == row[key]  # not missing, not NaN
 
 
 def main(m_path: str, method: str, b_path: str) -> None:
@@ -28,7 +24,7 @@ def main(m_path: str, method: str, b_path: str) -> None:
     print(f"{method}: margin over the best baseline per measure, per object, mean [95 % bootstrap]")
     for n in sorted({k[1] for k in m}):
         objs = [k for k in m if k[1] == n and all(k in b for b in base.values())
-                and all(_measured(r[k], key) for r in (m, *base.values()) for key in (UNSEEN, SEEN, WHOLE))]
+                and all(measured(r[k], key) for r in (m, *base.values()) for key in (UNSEEN, SEEN, WHOLE))]
         best = {key: min(base, key=lambda b: np.mean([base[b][k][key] for k in objs])) for key in (UNSEEN, SEEN, WHOLE)}
         margin = {key: np.array([base[best[key]][k][key] - m[k][key] for k in objs]) for key in best}
         print(f"{n} view(s), {len(objs)} objects; best baseline: unseen {best[UNSEEN]}, seen {best[SEEN]}, "

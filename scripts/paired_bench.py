@@ -22,6 +22,10 @@ def mean_interval(d: np.ndarray, rng: np.random.Generator) -> tuple[float, float
     return float(d.mean()), float(lo), float(hi)
 
 
+def measured(row: dict, key: str) -> bool:
+    return row.get(key) is not None and row[key] == row[key]  # not missing, not NaN
+
+
 @functools.cache
 def _report_rows(path: str) -> list:
     """A bench.json's rows, read once per path (one combined file can hold every method asked for)."""
@@ -43,7 +47,7 @@ def main(a_path: str, a_method: str, b_path: str, b_method: str, keys: tuple[str
         objects = [k for k in a if k[1] == n and k in b]
         print(f"{n} view(s), {len(objects)} objects:")
         for m in keys:
-            both = [k for k in objects if all(r[k].get(m) is not None and r[k][m] == r[k][m] for r in (a, b))]
+            both = [k for k in objects if measured(a[k], m) and measured(b[k], m)]
             d = np.array([a[k][m] - b[k][m] for k in both])
             mean, lo, hi = mean_interval(d, rng)
             print(f"  {m}: {mean:+.4f} [{lo:+.4f}, {hi:+.4f}]  (A {np.mean([a[k][m] for k in both]):.4f}, "
@@ -51,13 +55,11 @@ def main(a_path: str, a_method: str, b_path: str, b_method: str, keys: tuple[str
                   f"A below B on {int((d < 0).sum())}, above on {int((d > 0).sum())}")
             if worst:
                 order = np.argsort(d)
-                ends = {"lowest": order[:worst], "highest": order[::-1][:worst]}
-                for name, idx in ends.items():
+                for name, idx in (("lowest", order[:worst]), ("highest", order[::-1][:worst])):
                     print(f"    {name} A - B: " + ", ".join(
                         f"{both[i][0]} ({a[both[i]].get('family', '?')}) {d[i]:+.3f}" for i in idx))
-                rest = np.sort(d)[worst:-worst] if len(d) > 2 * worst else d[:0]
-                if len(rest):
-                    print(f"    mean without the {worst} at each end: {rest.mean():+.4f}")
+                if len(d) > 2 * worst:
+                    print(f"    mean without the {worst} at each end: {d[order[worst:-worst]].mean():+.4f}")
 
 
 if __name__ == "__main__":
