@@ -4,7 +4,8 @@ its per-vertex confidence.
 The networks' occupancy is not calibrated after minutes of training (they under-fill hidden
 volume); the level at which the surface is drawn is chosen on fresh scenes of the training split
 drawn with another seed, to maximise the mean of F-score@10 mm and IoU: one level for each view
-count calibrated (1, 2, 4), and one pooled. Then, at those levels, the confidence P(surface within
+count calibrated (1, 2, 4), and one pooled; then, at each count's level, how much lower it lies in
+hidden space, where no ray saw (model.hidden_space), by the same score. Then, at those levels, the confidence P(surface within
 5 mm) read from the field's slope (model.py: surface_sigma) is fitted to how often the inferred
 vertices really are within 5 mm of the truth: a scale on the slope's std, a floor under it and an
 error that grows with the share of the object its views did not see (the samples agree on a
@@ -36,6 +37,8 @@ from .observation import observe
 from .views import read_views_dir
 
 LEVELS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+# how much lower the level lies in hidden space (model.hidden_space), searched at each count's level
+HIDDEN_OFFSETS = (0.0, 0.05, 0.1, 0.15, 0.2)
 # down to 1/16: the 2700-scene decoder's pooled fit sat on the old lower end, 0.25 (re-fitted on
 # this grid it stays at 0.25, floor and occlusion term 2 mm each: a true optimum, not the edge)
 SIGMA_SCALES = tuple(float(x) for x in np.round(np.geomspace(0.0625, 8.0, 43), 4))
@@ -74,7 +77,7 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
     m = LearnedMethod(weights, level=0.5, steps=steps or SAMPLING_STEPS, samples=samples or NUM_SAMPLES,
                       decoder=1 if decoder else 0, decoder_weights=decoder)
     scores: dict[int, dict[float, list[float]]] = {n: {lv: [] for lv in LEVELS} for n in views}
-    cases = []  # (view count, field, ground-truth surface points): the confidence is fitted at the chosen levels
+    cases = []  # (view count, field, truth, its surface points): offsets and confidence at the chosen levels
     for sc in synth.scene_dirs(data)[:scenes]:
         vs = read_views_dir(sc / "views")
         gt = synth.load_gt(sc)["mesh"]
@@ -83,7 +86,7 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
             for lv in LEVELS:
                 e = evaluate(m.mesh(fd, lv)[0], gt, n=5000)
                 scores[n][lv].append(0.5 * (e["fscore_10mm"] + e["iou"]))
-            cases.append((n, fd, sample_surface(gt, 20000, 0)))
+            cases.append((n, fd, gt, sample_surface(gt, 20000, 0)))
     # The mean occupancy is sharper the more views condition it, so its best level can move with the
     # view count: one per count calibrated here, the pooled one (every scene gives every count) is
     # the fall-back for counts below those.
@@ -91,10 +94,19 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
     level_by_views = {n: max(sc_n, key=lambda lv: sc_n[lv]) for n, sc_n in by_views.items()}
     means = {lv: float(np.mean([by_views[n][lv] for n in views])) for lv in LEVELS}
     best = max(means, key=lambda lv: means[lv])
+    # then, at that level, how much lower it lies in hidden space (by the same score; one search
+    # after the other, not a joint grid: a fifth of the meshes)
+    by_offset: dict[int, dict[float, list[float]]] = {n: {0.0: scores[n][level_by_views[n]]} for n in views}
+    for n, fd, gt, _ in cases:
+        for d in HIDDEN_OFFSETS[1:]:
+            e = evaluate(m.mesh(fd, level_by_views[n], d)[0], gt, n=5000)
+            by_offset[n].setdefault(d, []).append(0.5 * (e["fscore_10mm"] + e["iou"]))
+    offset_scores = {n: {d: float(np.mean(v)) for d, v in by_offset[n].items()} for n in views}
+    hidden_offset_by_views = {n: max(sc_n, key=lambda d: sc_n[d]) for n, sc_n in offset_scores.items()}
 
     sigmas, hits, visible, counts = [], [], [], []
-    for n, fd, gt_points in cases:
-        mesh, sigma, measured = m.mesh_and_sigma(fd, level_by_views[n])
+    for n, fd, _, gt_points in cases:
+        mesh, sigma, measured = m.mesh_and_sigma(fd, level_by_views[n], hidden_offset_by_views[n])
         err, _ = cKDTree(gt_points).query(mesh.vertices[~measured])
         sigmas.append(sigma[~measured])
         hits.append(err <= TOL_M)
@@ -119,10 +131,12 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
     # the level and the confidence hold for the sampler they were fitted at (the defaults)
     sampler = {"steps": m.steps, "samples": m.samples} if m.model.cfg.mode == "flow" else None
     level_by_views_s = {str(n): lv for n, lv in level_by_views.items()}  # JSON keys
-    update = {"level": best, "level_by_views": level_by_views_s, "confidence": confidence,
-              "confidence_by_views": confidence_by_views,
+    hidden_offset_s = {str(n): d for n, d in hidden_offset_by_views.items()}
+    update = {"level": best, "level_by_views": level_by_views_s, "hidden_offset_by_views": hidden_offset_s,
+              "confidence": confidence, "confidence_by_views": confidence_by_views,
               "calibration": {"scenes": scenes, "seed": seed, "split": "train", "score_by_level": means,
                               "score_by_views_and_level": {str(n): v for n, v in by_views.items()},
+                              "score_by_views_and_hidden_offset": {str(n): v for n, v in offset_scores.items()},
                               "sampler": sampler}}
     if decoder:  # one decoder serves several networks: a calibration for each
         from .backends import file_sha256
@@ -134,8 +148,10 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
         save_decoder(m.decoder, decoder, dmeta)  # the network as loaded above, its metadata updated
     else:
         save_weights(load_weights(weights), weights, {**weights_meta(weights), **update})
-    return {"level": best, "level_by_views": level_by_views_s, "score_by_level": means,
-            "score_by_views_and_level": by_views, "confidence": confidence, "confidence_by_views": confidence_by_views}
+    return {"level": best, "level_by_views": level_by_views_s, "hidden_offset_by_views": hidden_offset_s,
+            "score_by_level": means, "score_by_views_and_level": by_views,
+            "score_by_views_and_hidden_offset": offset_scores, "confidence": confidence,
+            "confidence_by_views": confidence_by_views}
 
 
 if __name__ == "__main__":

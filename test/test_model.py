@@ -289,6 +289,21 @@ def test_learned_method_gives_a_closed_mesh(tmp_path, scene0, predict):
     mesh, _ = method(obs)
     fd = method.field(obs)
     np.testing.assert_allclose(mesh.vertices, method.mesh(fd, 0.6)[0].vertices)
+    # and lower by the calibrated offset where no ray saw: the occupancy raised there, only there
+    from scipy import ndimage
+
+    ev = fd["evidence"]
+    hidden = M.hidden_space(ev, fd["band"])
+    observed = (ev.free > 0) | fd["band"] | ev.below_plane
+    assert hidden.max() == 1.0 and np.all(hidden[~ndimage.binary_dilation(~observed, np.ones((3, 3, 3)))] == 0)
+    raised = M.lower_level_in_hidden_space(fd["field"], ev, fd["band"], 0.3)
+    assert np.all(raised >= fd["field"]) and np.all(raised[fd["field"] == 0] == 0) and (raised > fd["field"]).any()
+    np.testing.assert_array_equal(raised[hidden == 0], fd["field"][hidden == 0])
+    method.hidden_offset_by_views = {2: 0.3}
+    grown, _ = method(obs)
+    np.testing.assert_allclose(grown.vertices, method.mesh(fd, 0.6, 0.3)[0].vertices)
+    assert grown.volume > method.mesh(fd, 0.6, 0.0)[0].volume
+    method.hidden_offset_by_views = {}
     # the confidence reads how much of the object the views saw: less seen, less confident
     method.occlusion_gain_m = 0.02
     assert fd["visible_fraction"] == obs.fused.visible_fraction
@@ -411,10 +426,13 @@ def test_level_per_view_count(tmp_path):
     """A level calibrated per view count holds for that count and those up to the next calibrated
     one; below the first, the pooled level; a level given by the caller holds for every count."""
     w = tmp_path / "w.safetensors"
-    M.save_weights(M.AmodalGen3D(SMALL), w, {"level": 0.3, "level_by_views": {"1": 0.35, "2": 0.4, "4": 0.45}})
+    M.save_weights(M.AmodalGen3D(SMALL), w, {"level": 0.3, "level_by_views": {"1": 0.35, "2": 0.4, "4": 0.45},
+                                              "hidden_offset_by_views": {"1": 0.0, "4": 0.1}})
     m = M.LearnedMethod(w)
     assert [m.level_for(n) for n in range(9)] == [0.3, 0.35, 0.4, 0.4, 0.45, 0.45, 0.45, 0.45, 0.45]
+    assert [m.hidden_offset_for(n) for n in range(9)] == [0.0, 0.0, 0.0, 0.0, 0.1, 0.1, 0.1, 0.1, 0.1]
     assert {M.LearnedMethod(w, level=0.2).level_for(n) for n in range(9)} == {0.2}
+    assert {M.LearnedMethod(w, level=0.2).hidden_offset_for(n) for n in range(9)} == {0.0}
 
 
 def test_upsample_linear_is_zooms_trilinear():
@@ -483,10 +501,16 @@ def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, 
     cal = meta["calibration_by_network"][file_sha256(w)]
     assert meta["steps"] == 7 and cal["network"] == "w.safetensors" and cal["level_by_views"] == {"1": cal["level"]}
     assert set(cal["confidence_by_views"]) == {"1"} and "ece_pooled_fit" in cal["confidence_by_views"]["1"]
+    from amodalgen3d_ros.calibrate import HIDDEN_OFFSETS
+
+    (offset,) = cal["hidden_offset_by_views"].values()
+    assert set(cal["hidden_offset_by_views"]) == {"1"} and offset in HIDDEN_OFFSETS
+    assert set(cal["calibration"]["score_by_views_and_hidden_offset"]["1"]) == {str(d) for d in HIDDEN_OFFSETS}
     with caplog.at_level(logging.WARNING, logger="amodalgen3d.model"):
         m = M.LearnedMethod(w, steps=1, samples=2, decoder=1, decoder_weights=d)
         assert not caplog.records
         assert m.level_for(1) == cal["level"] and m.sigma_scale == cal["confidence"]["sigma_scale"]
+        assert m.hidden_offset_by_views == {1: offset}
         c1 = cal["confidence_by_views"]["1"]
         assert m.confidence_params(1) == (c1["sigma_scale"], c1["sigma_floor_m"], c1["occlusion_gain_m"])
         # read from the decoder's calibration, not the network's file (which has none): with one
