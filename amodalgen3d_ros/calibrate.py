@@ -4,14 +4,15 @@ its per-vertex confidence.
 The networks' occupancy is not calibrated after minutes of training (they under-fill hidden
 volume); the level at which the surface is drawn is chosen on fresh scenes of the training split
 drawn with another seed, to maximise the mean of F-score@10 mm and IoU: one level for each view
-count calibrated (1, 2, 4), and one pooled; then, at each count's level, how much lower it lies in
-hidden space, where no ray saw (model.hidden_space), by the same score. Then, at those levels, the confidence P(surface within
-5 mm) read from the field's slope (model.py: surface_sigma) is fitted to how often the inferred
+count calibrated (1, 2, 4, 8; an object is scored under the count whose fit the method will use,
+that of the views it kept), and one pooled; then, at each count's level, how much lower it lies in
+hidden space, where no ray saw (model.hidden_space), by the same score. Then, at those levels, the
+confidence P(surface within 5 mm) read from the field's slope (model.py: surface_sigma) is fitted to how often the inferred
 vertices really are within 5 mm of the truth: a scale on the slope's std, a floor under it and an
 error that grows with the share of the object its views did not see (the samples agree on a
 guess as readily as on a measurement), minimising the Brier score: once pooled and once per view
-count calibrated (the method uses the largest count not above its own, as for the level). All of
-it is stored in the weights file's metadata.
+count calibrated (recorded, not used: the pooled fit serves every count). All of it is stored in
+the weights file's metadata (with --decoder, in the decoder's file, per network).
 
 96 scenes (288 objects at 1, 2 and 4 views): the first fits used 12, whose 36 objects held no
 random_urdfs shape and hit within 5 mm more often (0.82) than 96 scenes of the same split do
@@ -32,7 +33,16 @@ from scipy.spatial import cKDTree
 
 from . import synth
 from .metrics import evaluate, expected_calibration_error, sample_surface
-from .model import NUM_SAMPLES, SAMPLING_STEPS, LearnedMethod, confidence_from_sigma, load_weights, save_weights, weights_meta
+from .model import (
+    NUM_SAMPLES,
+    SAMPLING_STEPS,
+    LearnedMethod,
+    confidence_from_sigma,
+    for_view_count,
+    load_weights,
+    save_weights,
+    weights_meta,
+)
 from .observation import observe
 from .views import read_views_dir
 
@@ -46,6 +56,9 @@ SIGMA_FLOORS_M = (0.0, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.010, 0
 OCCLUSION_GAINS_M = (0.0, 0.002, 0.004, 0.006, 0.008, 0.010, 0.012, 0.015, 0.020, 0.030)
 TOL_M = 0.005
 CALIBRATION_SCENES = 96
+# 8 since session 28: 6 and 8 views had taken 4's fit, and 4's offset in hidden space was too much
+# for them (held-out, 30 scenes: Chamfer +0.04 / +0.02 mm, pooled ECE 0.020 / 0.026 -> 0.049 / 0.052)
+CALIBRATION_VIEWS = (1, 2, 4, 8)
 
 
 def fit_confidence(sigma: np.ndarray, hit: np.ndarray, visible_fraction: np.ndarray | float = 1.0,
@@ -68,7 +81,7 @@ def fit_confidence(sigma: np.ndarray, hit: np.ndarray, visible_fraction: np.ndar
 
 
 def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIBRATION_SCENES, seed: int = 99,
-              views: tuple[int, ...] = (1, 2, 4), steps: int | None = None, samples: int | None = None,
+              views: tuple[int, ...] = CALIBRATION_VIEWS, steps: int | None = None, samples: int | None = None,
               decoder: str | Path | None = None) -> dict:
     """Level and confidence for the generator run at `steps` x `samples` (the defaults unless the
     node or the CLI is set otherwise: both change how sharp the mean occupancy is). With `decoder`,
@@ -81,8 +94,13 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
     for sc in synth.scene_dirs(data)[:scenes]:
         vs = read_views_dir(sc / "views")
         gt = synth.load_gt(sc)["mesh"]
-        for n in views:
-            fd = m.field(observe(vs.views[:n], vs.target_id))
+        for n_asked in views:
+            fd = m.field(observe(vs.views[:n_asked], vs.target_id))
+            # scored for the count whose fit the method will use: that of the views it kept
+            # (4 asked, 3 kept: 2's; 8 of the 96 scenes at 4 views)
+            n = for_view_count({k: k for k in views}, fd["n_views"], None)
+            if n is None:
+                continue
             for lv in LEVELS:
                 e = evaluate(m.mesh(fd, lv)[0], gt, n=5000)
                 scores[n][lv].append(0.5 * (e["fscore_10mm"] + e["iou"]))
@@ -118,7 +136,10 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
     # (session 25) against the held-out bench's one-view over-confidence (session 24's run: +0.047 at
     # 1 view, +0.007 at 4): on these scenes the 1- and 2-view fits equal the pooled one and only 4 views' moves
     # (ECE 0.021 -> 0.017), so that over-confidence is the held-out shapes being harder, not the
-    # view count; the shipped files keep the pooled fit.
+    # view count. So they are recorded, not used: a file uses a per-count fit only where it holds
+    # one as `confidence_by_views` (put there by hand). Until session 28 calibrate stored them
+    # there, and a recalibration switched the method to them unasked (4 views' scale 0.22, 8's the
+    # grid's end, 1/16: held-out pooled ECE at 4 views 0.020 -> 0.034).
     confidence_by_views = {}
     for n in views:
         k = n_all == n
@@ -133,10 +154,12 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
     level_by_views_s = {str(n): lv for n, lv in level_by_views.items()}  # JSON keys
     hidden_offset_s = {str(n): d for n, d in hidden_offset_by_views.items()}
     update = {"level": best, "level_by_views": level_by_views_s, "hidden_offset_by_views": hidden_offset_s,
-              "confidence": confidence, "confidence_by_views": confidence_by_views,
-              "calibration": {"scenes": scenes, "seed": seed, "split": "train", "score_by_level": means,
+              "confidence": confidence,
+              "calibration": {"confidence_fit_by_views": confidence_by_views, "scenes": scenes, "seed": seed,
+                              "split": "train", "score_by_level": means,
                               "score_by_views_and_level": {str(n): v for n, v in by_views.items()},
                               "score_by_views_and_hidden_offset": {str(n): v for n, v in offset_scores.items()},
+                              "objects_by_views": {str(n): len(scores[n][LEVELS[0]]) for n in views},
                               "sampler": sampler}}
     if decoder:  # one decoder serves several networks: a calibration for each
         from .backends import file_sha256

@@ -479,6 +479,26 @@ def test_calibration_records_its_sampler_and_another_sampler_is_warned_of(tmp_pa
     assert "calibrated for 1 steps x 2 samples, runs at 2 x 8" in caplog.text
 
 
+def test_calibration_scores_an_object_under_the_count_of_views_it_kept(tmp_path, monkeypatch):
+    """Asked for 2 views, an observation that keeps 1 is meshed at 1 view's level and offset, so
+    calibrate scores it there (before session 28 it went into the 2-view fit)."""
+    from amodalgen3d_ros import calibrate as C
+    from amodalgen3d_ros.observation import observe
+
+    asked: list[int] = []
+
+    def first_two_view_observation_keeps_one(views, target_id, **kw):
+        asked.append(len(views))
+        return observe(views[:1] if len(views) == 2 and asked.count(2) == 1 else views, target_id, **kw)
+
+    w = tmp_path / "w.safetensors"
+    M.save_weights(M.AmodalGen3D(SMALL), w)
+    monkeypatch.setattr(C, "observe", first_two_view_observation_keeps_one)
+    C.calibrate(w, data=str(tmp_path / "calib"), scenes=2, views=(1, 2), steps=1, samples=2)
+    assert asked == [1, 2, 1, 2]
+    assert M.weights_meta(w)["calibration"]["objects_by_views"] == {"1": 3, "2": 1}
+
+
 def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, caplog):
     """calibrate --decoder: the level and confidence of a network followed by the decoder are
     stored in the decoder's file, one per network (the network's own are untouched), and used when
@@ -500,7 +520,9 @@ def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, 
     meta = M.weights_meta(d)
     cal = meta["calibration_by_network"][file_sha256(w)]
     assert meta["steps"] == 7 and cal["network"] == "w.safetensors" and cal["level_by_views"] == {"1": cal["level"]}
-    assert set(cal["confidence_by_views"]) == {"1"} and "ece_pooled_fit" in cal["confidence_by_views"]["1"]
+    # per-count confidence fits are recorded, not put to use (the pooled fit serves every count)
+    fits = cal["calibration"]["confidence_fit_by_views"]
+    assert "confidence_by_views" not in cal and set(fits) == {"1"} and "ece_pooled_fit" in fits["1"]
     from amodalgen3d_ros.calibrate import HIDDEN_OFFSETS
 
     (offset,) = cal["hidden_offset_by_views"].values()
@@ -511,11 +533,15 @@ def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, 
         assert not caplog.records
         assert m.level_for(1) == cal["level"] and m.sigma_scale == cal["confidence"]["sigma_scale"]
         assert m.hidden_offset_by_views == {1: offset}
-        c1 = cal["confidence_by_views"]["1"]
-        assert m.confidence_params(1) == (c1["sigma_scale"], c1["sigma_floor_m"], c1["occlusion_gain_m"])
-        # read from the decoder's calibration, not the network's file (which has none): with one
-        # count calibrated the pooled fit equals it, so the line above alone would pass either way
-        assert m.confidence_by_views == {1: (c1["sigma_scale"], c1["sigma_floor_m"], c1["occlusion_gain_m"])}
+        c = cal["confidence"]
+        assert m.confidence_params(1) == (c["sigma_scale"], c["sigma_floor_m"], c["occlusion_gain_m"])
+        assert m.confidence_by_views == {}
+        # a per-count fit a decoder's calibration holds is read from there
+        meta["calibration_by_network"][file_sha256(w)]["confidence_by_views"] = {"1": fits["1"]}
+        save_decoder(LocalDecoder(DecoderConfig()), d, meta)
+        m = M.LearnedMethod(w, steps=1, samples=2, decoder=1, decoder_weights=d)
+        assert m.confidence_by_views == {1: (fits["1"]["sigma_scale"], fits["1"]["sigma_floor_m"],
+                                             fits["1"]["occlusion_gain_m"])}
         m = M.LearnedMethod(other, steps=1, samples=2, decoder=1, decoder_weights=d)
     assert "holds no calibration with other.safetensors" in caplog.text
     assert m.level_for(1) == 0.5 and m.sigma_scale == 2.0
