@@ -95,6 +95,13 @@ def method_label(method: str) -> str:
     return head + (f"?{query}" if query else "")
 
 
+def seen_by_views(scene: Path, vs, gt: dict, gt_pts_world: np.ndarray, n: int) -> np.ndarray:
+    """Which truth surface points the scene's first n views saw (their true poses, exact depth)."""
+    truth_views = [View(v.color, v.depth_m, v.K, v.labels, np.asarray(gt["T_world_camera"][i]).reshape(4, 4),
+                        name=v.name) for i, v in enumerate(vs.views[:n])]
+    return seen_mask(gt_pts_world, truth_views, vs.target_id, [_clean_depth(scene, i) for i in range(n)])
+
+
 def bench_scene(args: tuple) -> list[dict]:
     scene, cfg = args
     scene = Path(scene)
@@ -107,9 +114,7 @@ def bench_scene(args: tuple) -> list[dict]:
     for n in cfg.views:
         if n > len(vs.views):
             continue
-        truth_views = [View(v.color, v.depth_m, v.K, v.labels, np.asarray(gt["T_world_camera"][i]).reshape(4, 4),
-                            name=v.name) for i, v in enumerate(vs.views[:n])]
-        seen = seen_mask(gt_pts_world, truth_views, vs.target_id, [_clean_depth(scene, i) for i in range(n)])
+        seen = seen_by_views(scene, vs, gt, gt_pts_world, n)
         views = vs.views[:n]
         if cfg.unposed:
             views = [View(v.color, v.depth_m, v.K, v.labels, None, v.stamp_s, v.name) for v in views]

@@ -14,8 +14,9 @@ guess as readily as on a measurement), minimising the Brier score: once pooled a
 count calibrated (recorded, not used: the pooled fit serves every count). All of it is stored in
 the weights file's metadata (with --decoder, in the decoder's file, per network).
 
-96 scenes (288 objects at 1, 2 and 4 views): the first fits used 12, whose 36 objects held no
-random_urdfs shape and hit within 5 mm more often (0.82) than 96 scenes of the same split do
+96 scenes (384 objects at 1, 2, 4 and 8 views; 288 at 1, 2 and 4 before session 28): the first
+fits used 12, whose 36 objects held no random_urdfs shape and hit within 5 mm more often (0.82)
+than 96 scenes of the same split do
 (0.75); fitted there, the confidence was over-confident on held-out-split validation scenes (ECE
 0.151; fitted on 96, with the levels per view count: 0.103; with the occlusion term too: 0.088;
 scripts/confidence_study.py).
@@ -106,8 +107,8 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
                 scores[n][lv].append(0.5 * (e["fscore_10mm"] + e["iou"]))
             cases.append((n, fd, gt, sample_surface(gt, 20000, 0)))
     # The mean occupancy is sharper the more views condition it, so its best level can move with the
-    # view count: one per count calibrated here, the pooled one (every scene gives every count) is
-    # the fall-back for counts below those.
+    # view count: one per count calibrated here, the pooled one (the counts' means averaged) is the
+    # fall-back for counts below those.
     by_views = {n: {lv: float(np.mean(v)) for lv, v in scores[n].items()} for n in views}
     level_by_views = {n: max(sc_n, key=lambda lv: sc_n[lv]) for n, sc_n in by_views.items()}
     means = {lv: float(np.mean([by_views[n][lv] for n in views])) for lv in LEVELS}

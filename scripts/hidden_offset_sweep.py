@@ -17,11 +17,11 @@ import sys
 import numpy as np
 
 from amodalgen3d_ros import synth
-from amodalgen3d_ros.bench import _clean_depth
-from amodalgen3d_ros.metrics import evaluate, sample_surface, seen_mask
+from amodalgen3d_ros.bench import seen_by_views
+from amodalgen3d_ros.metrics import evaluate, sample_surface
 from amodalgen3d_ros.model import learned_method
 from amodalgen3d_ros.observation import observe
-from amodalgen3d_ros.views import View, read_views_dir
+from amodalgen3d_ros.views import read_views_dir
 
 OFFSETS = (0.0, 0.05, 0.1, 0.15, 0.2)
 KEYS = ("chamfer_l1_mm", "fscore_10mm", "iou", "accuracy_seen_mm", "completeness_unseen_mm")
@@ -34,9 +34,7 @@ def run(part: int, nparts: int, out: str, data: str = "data/val77") -> None:
         vs, gt = read_views_dir(sc / "views"), synth.load_gt(sc)
         pts = sample_surface(gt["mesh"], 20000, seed=0)  # posed views: the output frame is the world's
         for n in (1, 2, 4):
-            truth_views = [View(v.color, v.depth_m, v.K, v.labels, np.asarray(gt["T_world_camera"][i]).reshape(4, 4))
-                           for i, v in enumerate(vs.views[:n])]
-            seen = seen_mask(pts, truth_views, vs.target_id, [_clean_depth(sc, i) for i in range(n)])
+            seen = seen_by_views(sc, vs, gt, pts, n)
             obs = observe(vs.views[:n], vs.target_id, seed=0)
             for name, m in methods.items():
                 fd = m.field(obs)
