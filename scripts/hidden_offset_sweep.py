@@ -10,11 +10,10 @@ the benchmark reads it.
 
 The methods run with whatever offsets their files hold: the sweep sets the offset explicitly.
 """
-import collections
 import json
-import sys
 
 import numpy as np
+from sweep_parts import grouped, main  # this folder
 
 from amodalgen3d_ros import synth
 from amodalgen3d_ros.bench import seen_by_views
@@ -45,10 +44,7 @@ def run(part: int, nparts: int, out: str, data: str = "data/val77") -> None:
 
 
 def summary(files: list[str]) -> str:
-    rows = sum((json.load(open(f)) for f in files), [])
-    T = collections.defaultdict(list)
-    for r in rows:
-        T[(r["method"], r["offset"], r["views"])].append(r)
+    rows, T = grouped(files, ("method", "offset", "views"))
     lines = ["Means per object: " + " / ".join(KEYS), "", "| method | offset | 1 view | 2 views | 4 views |",
              "|---|---|---|---|---|"]
     for m in dict.fromkeys(r["method"] for r in rows):
@@ -60,7 +56,4 @@ def summary(files: list[str]) -> str:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--summary":
-        print(summary(sys.argv[2:]))
-    else:
-        run(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], *sys.argv[4:5])
+    main(run, summary)

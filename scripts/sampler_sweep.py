@@ -6,13 +6,12 @@ scenes (never the benchmark's): Euler steps, samples, classifier-free guidance, 
     .venv/bin/python scripts/sampler_sweep.py --summary rows0.json rows1.json
     (a fourth argument, "K8 S4,K16 S4,...", runs only those variants)
 """
-import collections
 import json
-import sys
 import time
 
 import numpy as np
 from compare_weights import objects  # this folder
+from sweep_parts import grouped, main
 
 from amodalgen3d_ros.metrics import evaluate
 from amodalgen3d_ros.model import LearnedMethod
@@ -50,10 +49,7 @@ def run(part: int, nparts: int, out: str, only: str = "", data: str = "data/val7
 
 
 def summary(files: list[str]) -> str:
-    rows = sum((json.load(open(f)) for f in files), [])
-    T = collections.defaultdict(list)
-    for r in rows:
-        T[(r["variant"], r["level"], r["views"])].append(r)
+    rows, T = grouped(files, ("variant", "level", "views"))
     n_obj = len({(r["scene"], r["views"]) for r in rows})
     lines = [f"{n_obj} objects; Chamfer-L1 mm / F@5 / IoU at 1, 2, 4 views; field seconds: median at 4 views "
              "(one thread; torch for guidance)", "",
@@ -68,7 +64,4 @@ def summary(files: list[str]) -> str:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--summary":
-        print(summary(sys.argv[2:]))
-    else:
-        run(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], *sys.argv[4:5])
+    main(run, summary)
