@@ -45,6 +45,8 @@ def main(a_path: str, a_method: str, b_path: str, b_method: str, keys: tuple[str
     print(f"{a_method} ({a_path}) minus {b_method} ({b_path}): mean [95 % bootstrap], objects")
     for n in sorted({k[1] for k in a}):
         objects = [k for k in a if k[1] == n and k in b]
+        if not objects:  # A ran this view count, B did not: nothing to pair
+            continue
         print(f"{n} view(s), {len(objects)} objects:")
         for m in keys:
             both = [k for k in objects if measured(a[k], m) and measured(b[k], m)]
