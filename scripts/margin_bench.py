@@ -3,9 +3,11 @@ margin on the unseen surface's completeness over the baseline best on it (by its
 margin on the seen surface's accuracy over the baseline best on that (the fused visible points),
 and minus its margin on whole-object Chamfer; mean and 95 % bootstrap interval per view count.
 
-    .venv/bin/python scripts/margin_bench.py METHOD_RUN/bench.json 'METHOD' BASELINES_RUN/bench.json
+    .venv/bin/python scripts/margin_bench.py METHOD_RUN/bench.json 'METHOD' BASELINES_RUN/bench.json [--by-family]
 
-(the two runs on the same scenes; objects where a needed value is missing are left out)
+(the two runs on the same scenes; objects where a needed value is missing are left out; with
+--by-family, also the unseen and seen margins' means per shape family: where is the unseen margin
+small?)
 """
 import sys
 
@@ -16,7 +18,7 @@ BASELINES = ("visible", "convex_hull", "support_hull", "symmetry", "tsdf")
 UNSEEN, SEEN, WHOLE = "completeness_unseen_mm", "accuracy_seen_mm", "chamfer_l1_mm"
 
 
-def main(m_path: str, method: str, b_path: str) -> None:
+def main(m_path: str, method: str, b_path: str, by_family: bool = False) -> None:
     m = rows(m_path, method)
     have = {r["method"] for r in _report_rows(b_path)}
     base = {b: rows(b_path, b) for b in BASELINES if b in have}
@@ -34,7 +36,14 @@ def main(m_path: str, method: str, b_path: str) -> None:
         for other in (SEEN, WHOLE):
             mean, lo, hi = mean_interval(margin[UNSEEN] - margin[other], rng)
             print(f"  unseen margin minus {other} margin: {mean:+.2f} [{lo:+.2f}, {hi:+.2f}] mm")
+        if by_family:
+            family = np.array([m[k].get("family", "?") for k in objs])
+            for f in sorted(set(family)):
+                k = family == f
+                print(f"    {f}: {int(k.sum())} objects, unseen margin {margin[UNSEEN][k].mean():+.2f}, "
+                      f"seen margin {margin[SEEN][k].mean():+.2f}, difference "
+                      f"{(margin[UNSEEN][k] - margin[SEEN][k]).mean():+.2f} mm")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:4], by_family="--by-family" in sys.argv[4:])
