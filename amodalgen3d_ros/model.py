@@ -610,7 +610,7 @@ class LearnedMethod:
 
     def level_for(self, n_views: int) -> float:
         """The surface level for a field from n views: that of the largest calibrated view count
-        not above n (3 views take 2's), else the pooled one. With the local decoder, its own
+        not above n (with fits at 4 and 6, 5 views take 4's), else the pooled one. With the local decoder, its own
         calibration's (0.5, the ramp's crossing, if it has none)."""
         return for_view_count(self.level_by_views, n_views, self.level)
 
