@@ -98,17 +98,18 @@ def calibrate(weights: str | Path, data: str = "data/calib", scenes: int = CALIB
     for sc in synth.scene_dirs(data)[:scenes]:
         vs = read_views_dir(sc / "views")
         gt = synth.load_gt(sc)["mesh"]
+        gt_points = sample_surface(gt, 20000, 0)  # one array per scene, shared by its view counts' cases
         for n_asked in views:
             fd = m.field(observe(vs.views[:n_asked], vs.target_id))
             # scored for the count whose fit the method will use: that of the views it kept
-            # (4 asked, 3 kept: 2's; 8 of the 96 scenes at 4 views)
+            # (2 asked, 1 kept: 1's; calibration["objects_by_views"] counts them)
             n = for_view_count({k: k for k in views}, fd["n_views"], None)
             if n is None:
                 continue
             for lv in LEVELS:
                 e = evaluate(m.mesh(fd, lv)[0], gt, n=5000)
                 scores[n][lv].append(0.5 * (e["fscore_10mm"] + e["iou"]))
-            cases.append((n, fd, gt, sample_surface(gt, 20000, 0)))
+            cases.append((n, fd, gt, gt_points))
     # The mean occupancy is sharper the more views condition it, so its best level can move with the
     # view count: one per count calibrated here, the pooled one (the counts' means averaged) is the
     # fall-back for counts below those.
