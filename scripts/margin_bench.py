@@ -50,10 +50,10 @@ def main(m_path: str, method: str, b_path: str, by_family: bool = False) -> None
             if by_family:
                 family = np.array([m[k].get("family", "?") for k in objs])
                 for f in sorted(set(family)):
-                    k = family == f
-                    print(f"      {f}: {int(k.sum())} objects, unseen margin {margin[unseen][k].mean():+.3f}, "
-                          f"seen margin {margin[seen][k].mean():+.3f}, difference "
-                          f"{(margin[unseen][k] - margin[seen][k]).mean():+.3f}")
+                    of_f = family == f
+                    print(f"      {f}: {int(of_f.sum())} objects, unseen margin {margin[unseen][of_f].mean():+.3f}, "
+                          f"seen margin {margin[seen][of_f].mean():+.3f}, difference "
+                          f"{(margin[unseen][of_f] - margin[seen][of_f]).mean():+.3f}")
 
 
 if __name__ == "__main__":
