@@ -22,7 +22,7 @@ than 96 scenes of the same split do
 0.151; fitted on 96, with the levels per view count: 0.103; with the occlusion term too: 0.088;
 scripts/confidence_study.py).
 
-    amodalgen3d calibrate WEIGHTS [--scenes 96 --seed 99] [--steps 2 --samples 8]
+    amodalgen3d calibrate WEIGHTS [--scenes 96 --seed 99] [--steps 2 --samples 8] [--views 1,2,4] [--decoder D]
 """
 
 from __future__ import annotations

@@ -132,10 +132,11 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
-    from .calibrate import CALIBRATION_SCENES, calibrate
+    from .calibrate import CALIBRATION_SCENES, CALIBRATION_VIEWS, calibrate
 
     print(json.dumps(calibrate(a.weights, data=a.data, scenes=a.scenes or CALIBRATION_SCENES, seed=a.seed,
-                               steps=a.steps, samples=a.samples, decoder=a.decoder), indent=1))
+                               views=tuple(a.views or CALIBRATION_VIEWS), steps=a.steps, samples=a.samples,
+                               decoder=a.decoder), indent=1))
     return 0
 
 
@@ -259,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--samples", type=int, default=None, help="the generator's samples to calibrate for (default: its default)")
     c.add_argument("--decoder", default=None, metavar="DECODER_WEIGHTS",
                    help="calibrate WEIGHTS followed by this local decoder (stored in the decoder's file)")
+    c.add_argument("--views", type=_ints, default=None, metavar="N,N,...",
+                   help="the view counts to fit a level for (default: calibrate.CALIBRATION_VIEWS, 1,2,3,4,6,8; "
+                        "counts between take the fit of the largest below)")
     c.set_defaults(fn=cmd_calibrate)
 
     rp = sub.add_parser("replay", help="play a rosbag2 through the node, record its outputs, write meshes")

@@ -479,6 +479,23 @@ def test_calibration_records_its_sampler_and_another_sampler_is_warned_of(tmp_pa
     assert "calibrated for 1 steps x 2 samples, runs at 2 x 8" in caplog.text
 
 
+def test_calibrate_command_fits_the_view_counts_asked(tmp_path, capsys):
+    """`amodalgen3d calibrate W --views 1,2`: levels for those counts only (the shipped networks'
+    own, decoder-less calibration is fitted at 1, 2 and 4 views); a bad list is refused."""
+    import json
+
+    from amodalgen3d_ros.cli import main
+
+    w = tmp_path / "w.safetensors"
+    M.save_weights(M.AmodalGen3D(SMALL), w)
+    assert main(["calibrate", str(w), "--data", str(tmp_path / "calib"), "--scenes", "1", "--views", "1,2",
+                 "--steps", "1", "--samples", "2"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["level_by_views"]) == {"1", "2"}
+    assert set(M.weights_meta(w)["level_by_views"]) == {"1", "2"}
+    with pytest.raises(SystemExit):
+        main(["calibrate", str(w), "--views", "one"])
+
+
 def test_calibration_scores_an_object_under_the_count_of_views_it_kept(tmp_path, monkeypatch):
     """Asked for 2 views, an observation that keeps 1 is meshed at 1 view's level and offset, so
     calibrate scores it there (before session 28 it went into the 2-view fit)."""
