@@ -134,8 +134,10 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_calibrate(a: argparse.Namespace) -> int:
     from .calibrate import CALIBRATION_SCENES, CALIBRATION_VIEWS, calibrate
 
+    if a.views is not None and (not a.views or min(a.views) < 1):
+        raise _UsageError(f"--views takes view counts of 1 or more, got {a.views}")
     print(json.dumps(calibrate(a.weights, data=a.data, scenes=a.scenes or CALIBRATION_SCENES, seed=a.seed,
-                               views=tuple(a.views or CALIBRATION_VIEWS), steps=a.steps, samples=a.samples,
+                               views=a.views or CALIBRATION_VIEWS, steps=a.steps, samples=a.samples,
                                decoder=a.decoder), indent=1))
     return 0
 

@@ -481,7 +481,8 @@ def test_calibration_records_its_sampler_and_another_sampler_is_warned_of(tmp_pa
 
 def test_calibrate_command_fits_the_view_counts_asked(tmp_path, capsys):
     """`amodalgen3d calibrate W --views 1,2`: levels for those counts only (the shipped networks'
-    own, decoder-less calibration is fitted at 1, 2 and 4 views); a bad list is refused."""
+    own, decoder-less calibration is fitted at 1, 2 and 4 views); a bad list is refused, before any
+    scene is made."""
     import json
 
     from amodalgen3d_ros.cli import main
@@ -494,6 +495,8 @@ def test_calibrate_command_fits_the_view_counts_asked(tmp_path, capsys):
     assert set(M.weights_meta(w)["level_by_views"]) == {"1", "2"}
     with pytest.raises(SystemExit):
         main(["calibrate", str(w), "--views", "one"])
+    assert main(["calibrate", str(w), "--data", str(tmp_path / "none"), "--views", "0,1"]) == 2
+    assert not (tmp_path / "none").exists()
 
 
 def test_calibration_scores_an_object_under_the_count_of_views_it_kept(tmp_path, monkeypatch):

@@ -11,7 +11,8 @@ train_decoder() {  # scenes, steps, out folder: fresh decoder scenes (seed 5), t
 calibrate_copy() {  # network, decoder file, copy folder, threads: a copy per network (calibration lives in it)
   mkdir -p "$R/$3"
   cp "$2" "$R/$3/decoder.safetensors"
-  .venv/bin/python docs/results/budget_2h_s31/calibrate_124.py "$1" "$R/$3/decoder.safetensors" "$4" > "$R/s31_calib_$3.json"
+  OMP_NUM_THREADS="$4" .venv/bin/amodalgen3d calibrate "$1" --views 1,2,4 --decoder "$R/$3/decoder.safetensors" \
+    > "$R/s31_calib_$3.json"
 }
 bench120() {  # out folder name, methods: the 120 held-out scenes at 1, 2 and 4 views
   .venv/bin/amodalgen3d bench --split heldout --data data/heldout120 --scenes 120 --views 1,2,4 \

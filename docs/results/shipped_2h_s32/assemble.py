@@ -28,20 +28,16 @@ def same_tensors(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 def main(out: str, triples: list[str]) -> None:
-    assert len(triples) % 3 == 0, __doc__
-    base = None
+    assert triples and len(triples) % 3 == 0, __doc__
+    base, meta = load_decoder(triples[2]), weights_meta(triples[2])  # the first copy's network and metadata
     entries = {}
     for shipped, calibrated, copy in zip(triples[0::3], triples[1::3], triples[2::3]):
         if not same_tensors(load_weights(shipped), load_weights(calibrated)):
             raise SystemExit(f"{shipped} and {calibrated} are different networks")
-        dec = load_decoder(copy)
-        if base is None:
-            base = dec
-        elif not same_tensors(base, dec):
+        if not same_tensors(base, load_decoder(copy)):
             raise SystemExit(f"{copy} is another decoder than the first copy")
         cal = weights_meta(copy)["calibration_by_network"][file_sha256(calibrated)]
         entries[file_sha256(shipped)] = {**cal, "network": Path(shipped).name}
-    meta = weights_meta(triples[2])
     meta["calibration_by_network"] = entries
     save_decoder(base, out, meta)
     for sha, cal in entries.items():

@@ -1,9 +1,0 @@
-import json, sys, time
-import torch
-from amodalgen3d_ros.calibrate import calibrate
-torch.set_num_threads(int(sys.argv[3]))
-t = time.time()
-r = calibrate(sys.argv[1], decoder=sys.argv[2])
-out = {k: r[k] for k in ("level", "level_by_views", "hidden_offset_by_views", "confidence")}
-out["seconds"] = round(time.time() - t)
-print(json.dumps(out, indent=1))
