@@ -1,7 +1,9 @@
 """amodalgen3d_ros: amodal 3D object completion from sparse RGB-D views, and its ROS 2 node.
 
-The core (views, geometry, synth, metrics, baselines, model, bench) imports no ROS; the ROS layer
-lives in ``amodalgen3d_ros.ros``.
+The core, in pipeline order (views, geometry, surface, observation, amodal_prior, features, model,
+backends, local_decoder, learned, baselines, reconstruct, tracks, scheduling, worker), imports no
+ROS; ``tools`` (data, training, calibration, benchmarks) stands apart from it; the ROS layer lives
+in ``ros`` (its harnesses in ``ros.harness``). Only ``cli`` imports both.
 """
 
 # The generated message modules (amodalgen3d_ros.msg) are installed by the message build into the

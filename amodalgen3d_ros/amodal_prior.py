@@ -19,14 +19,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from scipy import ndimage
 
 from .views import TargetMasks, View
+from .weights_io import WEIGHTS_DIR, load_net, write_safetensors
 
 # depth_filled: every pixel takes the depth of the nearest visible pixel with a measurement (the
 # trivial prior's depth); the network predicts a correction to it, so it starts from the trivial answer
 PRIOR_CHANNELS = ["r", "g", "b", "depth", "depth_valid", "visible", "occluder", "depth_filled"]
 PRIOR_INPUT_VERSION = 3  # bump when the inputs change: prepared prior data is keyed by it
-PRIOR_WEIGHTS = Path(__file__).parent / "weights" / "amodal_prior.safetensors"
+PRIOR_WEIGHTS = WEIGHTS_DIR / "amodal_prior.safetensors"
 DEPTH_CLIP = 3.0  # relative depth beyond 3 crop sides is not the target
 
 # numpy (B, 8, C, C) float32 -> (B, 2, C, C) float32: amodal logit, relative depth (any backend)
@@ -120,8 +122,6 @@ def prior_input(view: View, m: TargetMasks, cfg: PriorConfig = PriorConfig()) ->
     seen = vis & (depth > 0)
     filled = np.zeros_like(rel)
     if seen.any():
-        from scipy import ndimage
-
         _, (iy, ix) = ndimage.distance_transform_edt(~seen, return_indices=True)
         filled = rel[iy, ix]
     x = np.concatenate([color.transpose(2, 0, 1) / 255.0, rel[None], (depth > 0)[None], vis[None], occ[None],
@@ -238,12 +238,8 @@ def torch_runner(net: AmodalPrior) -> PriorRunner:
 # --------------------------------------------------------------------------------------------
 
 def save_prior(net: AmodalPrior, path: str | Path, meta: dict | None = None) -> None:
-    from .model import write_safetensors
-
     write_safetensors(net, path, meta)
 
 
 def load_prior(path: str | Path = PRIOR_WEIGHTS) -> AmodalPrior:
-    from .model import load_net
-
     return load_net(path, lambda d: PriorConfig(**d), AmodalPrior, "amodal prior weights")  # type: ignore[return-value]

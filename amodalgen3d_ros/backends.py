@@ -20,12 +20,15 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .amodal_prior import PRIOR_CHANNELS, torch_runner
 from .model import AmodalGen3D
+from .weights_io import file_sha256, write_atomic
 
 log = logging.getLogger("amodalgen3d.backends")
 ENCODER_INPUTS = ["geo", "views"]
@@ -103,18 +106,9 @@ def export_onnx(model: AmodalGen3D, out_dir: str | Path, opset: int = TRT_OPSET)
     return enc_path, step_path
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def session_options(threads: int = 0):
     """onnxruntime session options. The thread pool stops spinning when a run returns: between and
-    after runs the numpy work of the pipeline needs the cores (measured on 2 cores, whole 4-view
-    reconstruction: 0.405 s with the default spinning, 0.36 s with this)."""
+    after runs the numpy work of the pipeline needs the cores."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -178,10 +172,6 @@ def cached_engine(onnx_path: str | Path, cache_dir: str | Path, trt_version: str
     """(serialized engine, built_now). ``build(onnx_path, precision) -> bytes`` is called on a miss,
     on a corrupt (empty or unreadable) cache file, or when forced; the new engine is written
     atomically beside its key file."""
-    import time
-
-    from .reconstruct import write_atomic
-
     key = engine_cache_key(onnx_path, trt_version, gpu_name, precision)
     path = Path(cache_dir) / f"{Path(onnx_path).stem}-{key}.engine"
     meta = path.with_suffix(".json")
@@ -322,8 +312,6 @@ def prior_onnx(net, onnx_dir: str | Path, weights_sha: str, opset: int = 17) -> 
     path = Path(onnx_dir) / f"{weights_sha[:16]}_p{PRIOR_GRAPH_VERSION}" / "prior.onnx"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        from .amodal_prior import PRIOR_CHANNELS
-
         x = torch.rand(2, len(PRIOR_CHANNELS), net.cfg.crop, net.cfg.crop)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")  # one per process, renamed into place
         with torch.no_grad():
@@ -338,8 +326,6 @@ def make_prior_runner(name: str, net, onnx_dir: str | Path | None = None, thread
     """The 2D amodal prior as numpy (V, 8, C, C) -> (V, 2, C, C) on the backend ``name``: torch,
     or onnxruntime (also for tensorrt: onnxruntime's TensorRT provider where installed; the prior
     is a few milliseconds a view and not worth an engine of its own)."""
-    from .amodal_prior import torch_runner
-
     if name not in BACKENDS:
         raise ValueError(f"unknown backend '{name}' ({', '.join(BACKENDS)})")
     if name != "torch":

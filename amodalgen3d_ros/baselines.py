@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 
+from .geometry import invert, project, transform
 from .observation import Observation, object_cube, ray_evidence, support_points
 from .surface import Grid, grid_around, mesh_from_field, mesh_from_occupancy, solidify
 
@@ -49,8 +50,6 @@ def support_hull(obs: Observation) -> trimesh.Trimesh:
 
 def _free_violation(obs: Observation, pts: np.ndarray, margin_m: float = 0.01) -> np.ndarray:
     """(N,) bool: points that some depth ray saw as empty space."""
-    from .geometry import invert, project, transform
-
     bad = np.zeros(len(pts), bool)
     for i in obs.used_views():
         v = obs.views[i]
@@ -71,7 +70,6 @@ def mirror_symmetry(obs: Observation, voxel_m: float = 0.003) -> trimesh.Trimesh
     The plane is chosen over a grid of directions and offsets to minimise the reflected points'
     distance to the observed ones, penalising reflections that land in observed empty space.
     """
-    from scipy.spatial import cKDTree
 
     pts = obs.fused.points
     rng = np.random.default_rng(0)

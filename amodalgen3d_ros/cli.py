@@ -23,7 +23,7 @@ def _names(s: str) -> tuple[str, ...]:
 
 
 def cmd_synth(a: argparse.Namespace) -> int:
-    from .synth import SynthConfig, synth
+    from .tools.synth import SynthConfig, synth
 
     cfg = SynthConfig(n_views=a.views, depth_noise=not a.no_noise, width=a.width, height=a.height)
     synth(a.out, a.scenes, a.seed, a.split, cfg, workers=a.workers)
@@ -47,7 +47,7 @@ def cmd_reconstruct(a: argparse.Namespace) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    from .bench import BenchConfig, SceneFolderError, run_bench, run_pose_bench
+    from .tools.bench import BenchConfig, SceneFolderError, run_bench, run_pose_bench
 
     methods = a.methods or BenchConfig.methods
     noise = not a.no_depth_noise  # the same scenes (same seed) with exact depth: a separate folder
@@ -59,7 +59,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
                           views=tuple(v for v in a.views if v <= 2) or (1,), methods=methods,
                           unposed=a.unposed, workers=a.workers)
     if a.combine:
-        from .bench import combine
+        from .tools.bench import combine
 
         try:
             combine([Path(d) for d in a.combine.split(",")], Path(a.out))
@@ -67,26 +67,49 @@ def cmd_bench(a: argparse.Namespace) -> int:
             raise _UsageError(str(e)) from None
         print((Path(a.out) / "bench.md").read_text())
         return 0
+    if a.paired:
+        from .tools.bench import paired
+
+        try:
+            (pa, ma), (pb, mb) = (x.split(":", 1) for x in a.paired.split(",", 1))
+        except ValueError:
+            raise _UsageError(f"--paired takes RUN_A/bench.json:METHOD_A,RUN_B/bench.json:METHOD_B, got '{a.paired}'") from None
+        try:
+            md = paired((Path(pa), ma), (Path(pb), mb))
+        except ValueError as e:
+            raise _UsageError(str(e)) from None
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        (Path(a.out) / "paired.md").write_text(md)
+        print(md)
+        return 0
     if a.fuzz:
-        from .ros.fuzz import run_fuzz
+        from .ros.harness.fuzz import run_fuzz
 
         rep = run_fuzz(a.out, n_inputs=a.fuzz, params=_params(a.param))
         print(json.dumps(rep, indent=1))
         return 0 if rep["crashes"] == 0 and rep["valid_after_storm"].get("ok") else 1
     if a.node:
-        from .ros.node_bench import run_node_bench
+        from .ros.harness.node_bench import run_node_bench
 
         rep = run_node_bench(a.out, rate_hz=a.rate, seconds=a.seconds, n_objects=a.objects, params=_params(a.param))
         print(json.dumps({k: v for k, v in rep.items() if k != "diagnostics_last"}, indent=1))
         return 0
     if a.speed:
-        from .speed import run_speed_bench
+        from .ros.harness.node_bench import run_node_bench
+        from .tools.speed import add_node_latency, run_speed_bench
 
-        rep = run_speed_bench(a.out, views=a.views, repeats=a.repeats)
+        run_speed_bench(a.out, views=a.views, repeats=a.repeats)
+        node_seconds = 20.0  # the node's latency with the same defaults, where ROS is installed
+        try:
+            nb = run_node_bench(Path(a.out) / "node", rate_hz=30.0, seconds=node_seconds, n_objects=1)
+        except ImportError:
+            pass
+        else:
+            add_node_latency(a.out, nb, node_seconds)
         print((Path(a.out) / "speed.md").read_text())
         return 0
     if a.prior:
-        from .bench import run_cube_bench, run_prior_bench
+        from .tools.bench import run_cube_bench, run_prior_bench
 
         run_prior_bench(a.prior, a.out, data=cfg.data, scenes=cfg.scenes)
         run_cube_bench(a.prior, a.out, data=cfg.data, scenes=cfg.scenes, views=cfg.views, workers=cfg.workers)
@@ -107,7 +130,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 def cmd_train(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .train import PriorTrainConfig, TrainConfig, train, train_prior
+    from .tools.train import PriorTrainConfig, TrainConfig, train, train_prior
 
     # what was given on the command line; each mode's config has its own defaults for the rest
     given = {k: v for k, v in {"data": a.data, "out": a.out, "scenes": a.scenes, "steps": a.steps, "batch": a.batch,
@@ -117,7 +140,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         print(json.dumps({"weights": str(train_prior(replace(PriorTrainConfig(), **common)))}))
         return 0
     if a.mode == "decoder":
-        from .local_decoder import DecoderTrainConfig, train_decoder
+        from .tools.train_decoder import DecoderTrainConfig, train_decoder
 
         dcfg = replace(DecoderTrainConfig(), **common, **({"generator": a.init} if a.init else {}),
                        **({"width": a.width} if a.width else {}))
@@ -125,14 +148,14 @@ def cmd_train(a: argparse.Namespace) -> int:
         return 0
     cfg = replace(TrainConfig(), **{"out": f"runs/{a.mode}", **common}, mode=a.mode, predict=a.predict,
                   view_fusion=a.view_fusion, use_vwca=not a.no_vwca, use_scca=not a.no_scca, use_gate=not a.no_gate,
-                  prior="" if a.no_prior else a.prior, init=a.init or "")
+                  prior="" if a.no_prior else (a.prior or TrainConfig.prior), init=a.init or "")
     weights = train(cfg)
     print(json.dumps({"weights": str(weights)}))
     return 0
 
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
-    from .calibrate import CALIBRATION_SCENES, CALIBRATION_VIEWS, calibrate
+    from .tools.calibrate import CALIBRATION_SCENES, CALIBRATION_VIEWS, calibrate
 
     if a.views is not None and (not a.views or min(a.views) < 1):
         raise _UsageError(f"--views takes view counts of 1 or more, got {a.views}")
@@ -153,7 +176,7 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_replay(a: argparse.Namespace) -> int:
-    from .ros.replay import replay
+    from .ros.harness.replay import replay
 
     summary = replay(a.bag, a.output, rate=a.rate, start=not a.no_start_node, params=_params(a.param))
     print(json.dumps(summary, indent=1))
@@ -161,7 +184,7 @@ def cmd_replay(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from .ros.demo import run_demo
+    from .ros.harness.demo import run_demo
 
     report = run_demo(a.out, storage=a.storage, params=_params(a.param), rate=a.rate)
     print(json.dumps(report, indent=1))
@@ -216,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="bench_out")
     b.add_argument("--allow-failures", action="store_true")
     b.add_argument("--combine", default=None, help="DIR1,DIR2,...: one table from earlier runs' rows")
+    b.add_argument("--paired", default=None, metavar="A.json:METHOD,B.json:METHOD",
+                   help="two earlier runs' methods per object: mean difference with a 95 %% bootstrap interval")
     b.add_argument("--fuzz", type=int, default=0, metavar="N",
                    help="N malformed frames at the real node, then valid ones: counts, crashes, memory")
     b.add_argument("--node", action="store_true", help="the ROS node under load: CPU, memory, latency")
@@ -243,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-vwca", action="store_true", help="ablation: without View-Wise Cross Attention")
     t.add_argument("--no-scca", action="store_true", help="ablation: without Stereo-Conditioned Cross Attention")
     t.add_argument("--no-gate", action="store_true", help="ablation: SCCA without its gate")
-    t.add_argument("--prior", default=str(Path(__file__).parent / "weights" / "amodal_prior.safetensors"),
+    t.add_argument("--prior", default=None,
                    help="the 2D amodal prior's weights (its outputs are inputs)")
     t.add_argument("--no-prior", action="store_true", help="ablation: without the 2D amodal prior")
     t.add_argument("--init", default=None, metavar="WEIGHTS",

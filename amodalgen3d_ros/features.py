@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.spatial import ConvexHull, QhullError
 
 from .amodal_prior import AmodalView, CropBox, PriorRunner, complete_views, crop_box, hidden_points
 from .geometry import FusedTarget, ViewPoses, invert, transform
@@ -188,8 +189,6 @@ def hull_columns(eq: np.ndarray, x: np.ndarray, y: np.ndarray, tol: float) -> tu
 def support_hull_occupancy(obs: Observation, grid: Grid) -> np.ndarray:
     """(R, R, R) bool: voxels inside the convex hull of the visible points and their drop onto
     the support plane: the classical gravity prior, given to the network as a starting guess."""
-    from scipy.spatial import ConvexHull, QhullError
-
     try:
         hull = ConvexHull(support_points(obs))
     except QhullError:

@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 import open3d as o3d
+from scipy.spatial import cKDTree
 
 from .views import View, ViewsFormatError
 
@@ -324,7 +325,6 @@ def register_by_objects(ref: View, view: View, seed: int = 0, min_share: float =
     the objects' points land within 1 cm, the depth consistency reaches ``min_fitness``, and the
     colours agree by at least ``min_distinct`` more than at the pose moved a little on the plane.
     """
-    from scipy.spatial import cKDTree
 
     if ref.depth_m is None or view.depth_m is None:
         return Registration(None, 0.0, np.inf, 0, "no depth: unposed views need depth", "objects")
@@ -359,10 +359,9 @@ def register_by_objects(ref: View, view: View, seed: int = 0, min_share: float =
     fitness = depth_consistency(ref, view, T)
     if fitness < min_fitness:
         return Registration(None, fitness, np.inf, len(labels), f"depth consistency {fitness:.2f} < {min_fitness}", "objects")
-    # Depth agrees under any slide along the table, and a low-contrast texture agrees by chance
-    # (0.97 on a pale green table 12 cm off): the pose must agree clearly better than the same
-    # pose moved 2 cm or turned 3 degrees on the plane. Wrong poses gained at most 0.013 on 24
-    # validation scenes (0.014 on 30 test scenes); right ones a median 0.27, 95 % above 0.1.
+    # Depth agrees under any slide along the table, and a low-contrast texture agrees by chance: the
+    # pose must agree clearly better than the same pose moved 2 cm or turned 3 degrees on the plane
+    # (on validation scenes wrong poses gained almost nothing by this test, right ones much more).
     chroma = depth_consistency(ref, view, T, tol_chroma=0.15)
     moved = []
     for dx, dy, turn in ((0.02, 0, 0), (-0.02, 0, 0), (0, 0.02, 0), (0, -0.02, 0), (0, 0, 3), (0, 0, -3)):

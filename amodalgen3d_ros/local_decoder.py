@@ -9,27 +9,23 @@ behind the target or an occluder) at three scales, and predicts the fine field a
 crossing is the surface: the signed distance to the true surface, in units of two fine voxels,
 clipped to [0, 1]. Marching cubes then places the surface between voxel centres by the ramp.
 
-    amodalgen3d synth --out data/decoder_train --scenes 2700 --seed 5 --split train
-    amodalgen3d train --mode decoder --data data/decoder_train   # 2700 scenes, 15000 steps: the shipped recipe
-
-Its training data are the shipped generator's own fields on fresh train-split scenes (not the
-ones it was trained on), so it learns to correct what the generator really gets wrong.
+Its training (tools/train_decoder.py) reads the shipped generator's own fields on fresh
+train-split scenes, so it learns to correct what the generator really gets wrong.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from scipy import ndimage
 
-from .train import LoopConfig
+from .weights_io import WEIGHTS_DIR, header_json, load_net, write_safetensors
 
-DECODER_WEIGHTS = Path(__file__).parent / "weights" / "amodal_local_decoder.safetensors"
+DECODER_WEIGHTS = WEIGHTS_DIR / "amodal_local_decoder.safetensors"
 # the fine field's channels, in the order the decoder reads them
 CHANNELS = ("field", "hull", "tsdf", "band", "free", "below_plane", "behind_target", "behind_occluder")
 DECODE_CHUNK = 8192  # query voxels decoded at once (their features are 21 MB)
@@ -79,8 +75,6 @@ def fine_channels(field: np.ndarray, hull: np.ndarray | None, ev) -> np.ndarray:
 def query_voxels(field: np.ndarray, band: np.ndarray, cfg: DecoderConfig) -> np.ndarray:
     """(N, 3) indices of the fine voxels the decoder decides: where the coarse field is not
     settled, widened by a margin; the measured band is left to the measurement."""
-    from scipy import ndimage
-
     open_ = (field > cfg.band) & (field < 1 - cfg.band)
     open_ = ndimage.binary_dilation(open_, iterations=cfg.margin)
     return np.argwhere(open_ & ~band)
@@ -92,8 +86,6 @@ def feature_reader(chans: np.ndarray, ijk: np.ndarray, cfg: DecoderConfig):
     around each voxel (edge values beyond the grid); ordered scale, channel, offset. The smoothed
     grids are made once; the features are read a slice at a time, so a caller never needs all of
     them at once (20 000-35 000 query voxels x 648 inputs are 50-90 MB)."""
-    from scipy import ndimage
-
     C, R = chans.shape[0], chans.shape[1]
     pad = max(cfg.scales)
     # only the box the taps and the smoothing reach (at the grid's faces the same edge values)
@@ -163,193 +155,14 @@ def decode(net: LocalDecoder, field: np.ndarray, hull: np.ndarray | None, ev) ->
 # --------------------------------------------------------------------------------------------
 
 def save_decoder(net: LocalDecoder, path: str | Path, meta: dict | None = None) -> None:
-    from .model import write_safetensors
-
     write_safetensors(net, path, meta)
 
 
 def load_decoder(path: str | Path) -> LocalDecoder:
-    from .model import load_net
-
     return load_net(path, lambda d: DecoderConfig(**{**d, "scales": tuple(d["scales"])}), LocalDecoder,  # type: ignore[return-value]
                     "local decoder weights")
 
 
 def decoder_fine_res(path: str | Path) -> int:
     """The grid a decoder file was trained on, from its header alone (no tensors read)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return int(json.loads((f.metadata() or {})["config"])["fine_res"])
-
-
-# --------------------------------------------------------------------------------------------
-# Training data: the generator's fields on fresh scenes, with the true ramp at the query voxels
-# --------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DecoderTrainConfig(LoopConfig):
-    data: str = "data/decoder_train"  # train split, a seed the generator was not trained on
-    out: str = "runs/decoder"
-    generator: str = str(Path(__file__).parent / "weights" / "amodalgen3d_flow.safetensors")
-    scenes: int = 2700  # the shipped decoder's (1800 scenes, 10000 steps: validation BCE 0.403 against 0.373)
-    samples_per_scene: int = 2
-    points_per_sample: int = 2000
-    shard_size: int = 50
-    width: int = DecoderConfig.width  # the MLP's
-    # the loop's: a batch is 4096 points
-    steps: int = 15000
-    batch: int = 4096
-    lr: float = 1e-3
-    val_every: int = 500
-    ckpt_every: int = 250
-
-
-def field_source(generator: str | Path):
-    """The generator whose fields the decoder learns from: without a decoder of its own (the
-    shipped one is calibrated with the shipped generator and would otherwise run by default, so a
-    re-run of the training would learn from decoded fields)."""
-    from .model import learned_method
-
-    return learned_method("amodalgen3d", generator, threads=1, decoder=0)
-
-
-def decoder_scene_samples(scene: Path, cfg: DecoderTrainConfig) -> list[dict]:
-    """Per sample (1-4 random views of the scene, augmented as the generator's data): the local
-    features and true ramp of up to points_per_sample query voxels, half of them within two
-    voxels of the true surface."""
-    from .geometry import transform
-    from .metrics import distance_to_mesh, inside
-    from .observation import observe
-    from .synth import load_gt
-    from .train import augment_views
-    from .views import read_views_dir
-
-    rng = np.random.default_rng([cfg.seed, int(scene.name.split("_")[-1])])
-    vs = read_views_dir(scene / "views")
-    gt = load_gt(scene)
-    gen = field_source(cfg.generator)
-    dcfg = DecoderConfig(fine_res=gen.fine_res)
-    out = []
-    for _ in range(cfg.samples_per_scene):
-        n = int(rng.integers(1, min(4, len(vs.views)) + 1))
-        idx = sorted(rng.choice(len(vs.views), n, replace=False).tolist())
-        views = augment_views([vs.views[i] for i in idx], rng)
-        if not (views[0].labels == vs.target_id).any():
-            continue
-        try:
-            fd = gen.field(observe(views, vs.target_id))
-        except ValueError:
-            continue
-        band = fd["band"]
-        ijk = query_voxels(fd["field"], band, dcfg)
-        if not len(ijk):
-            continue
-        grid = fd["grid"]
-        pts = transform(fd["mi"].T_out_cube, grid.origin + (ijk + 0.5) * grid.voxel_m)
-        sd = distance_to_mesh(gt["mesh"], pts) * np.where(inside(gt["mesh"], pts), -1.0, 1.0)
-        near = np.flatnonzero(np.abs(sd) < 2 * grid.voxel_m)
-        far = np.flatnonzero(np.abs(sd) >= 2 * grid.voxel_m)
-        k = cfg.points_per_sample // 2
-        pick = np.concatenate([rng.choice(near, min(k, len(near)), replace=False),
-                               rng.choice(far, min(cfg.points_per_sample - min(k, len(near)), len(far)), replace=False)])
-        x = local_features(fine_channels(fd["field"], fd["hull"], fd["evidence"]), ijk[pick], dcfg)
-        out.append({"x": x.astype(np.float16), "y": ramp_target(sd[pick], grid.voxel_m).astype(np.float16),
-                    "n_views": np.full(len(pick), n, np.int8)})
-    return out
-
-
-def _decoder_job(args) -> int:
-    shard_path, scenes, cfg = args
-    if Path(shard_path).exists():
-        return 0
-    torch.set_num_threads(1)
-    samples = [s for sc in scenes for s in decoder_scene_samples(Path(sc), cfg)]
-    arrays = {k: np.concatenate([s[k] for s in samples]) for k in ("x", "y", "n_views")}
-    tmp = str(shard_path) + ".tmp.npz"
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]
-    Path(tmp).rename(shard_path)
-    return len(samples)
-
-
-def shard_dir(cfg: DecoderTrainConfig) -> Path:
-    """Where the shards of this data live: named by everything that decides what a scene's shard
-    holds (the generator, the seed, the samples per scene and the points per sample), so a run
-    that asks for other samples never trains on shards made for another."""
-    from .backends import file_sha256
-
-    return Path(cfg.data) / (f"decoder_{file_sha256(cfg.generator)[:12]}_s{cfg.seed}_n{cfg.samples_per_scene}"
-                             f"_p{cfg.points_per_sample}")
-
-
-def prepare_decoder(cfg: DecoderTrainConfig, progress: bool = True) -> dict[str, np.ndarray]:
-    """Shards under shard_dir(cfg), made once, in parallel, resumably."""
-    from .train import make_shards
-
-    dirs = [Path(cfg.data) / f"scene_{i:05d}" for i in range(cfg.scenes)]
-    dirs = [d for d in dirs if (d / "done").exists()]
-    if not dirs:
-        raise FileNotFoundError(f"no scenes in {cfg.data}: run `amodalgen3d synth --out {cfg.data} ...` first")
-    root = shard_dir(cfg)
-    root.mkdir(parents=True, exist_ok=True)
-    jobs = [(root / f"shard_{j // cfg.shard_size:04d}_{len(dirs[j:j + cfg.shard_size])}.npz",
-             [str(d) for d in dirs[j:j + cfg.shard_size]], cfg) for j in range(0, len(dirs), cfg.shard_size)]
-    make_shards(_decoder_job, jobs, "prepare decoder", progress)
-    # filled shard by shard into arrays of the final size: the features are ~1.3 kB a point (GBs),
-    # so never twice in memory
-    sizes = [len(np.load(j[0])["y"]) for j in jobs]
-    out: dict[str, np.ndarray] = {}
-    at = 0
-    for j, n in zip(jobs, sizes):
-        with np.load(j[0]) as part:
-            for key in part.files:
-                a = part[key]
-                if key not in out:
-                    out[key] = np.empty((sum(sizes), *a.shape[1:]), a.dtype)
-                out[key][at:at + n] = a
-        at += n
-    return out
-
-
-def decoder_loss(net: LocalDecoder, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(net(x), y)
-
-
-def train_decoder(cfg: DecoderTrainConfig, progress: bool = True) -> Path:
-    """Data, network, the shared loop (train.fit), weights: as train() and train_prior()."""
-    from .backends import file_sha256
-    from .train import fit
-
-    torch.set_num_threads(cfg.threads)
-    data = prepare_decoder(cfg, progress)
-    # the last shard's points validate: points of one object are not independent of each other
-    n = len(data["y"])
-    n_val = max(1, min(20000, n // 10))
-    val = slice(n - n_val, n)
-    train_n = n - n_val
-    torch.manual_seed(cfg.seed)
-    net = LocalDecoder(DecoderConfig(width=cfg.width))
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "decoder": asdict(net.cfg), "points": n}, indent=1))
-
-    def batch(sl) -> tuple[torch.Tensor, torch.Tensor]:
-        return (torch.from_numpy(data["x"][sl].astype(np.float32)), torch.from_numpy(data["y"][sl].astype(np.float32)))
-
-    def validate() -> float:
-        xv, yv = batch(val)
-        return float(decoder_loss(net, xv, yv).item())
-
-    step, t_spent = fit(net, cfg, out, loss_on=lambda b: decoder_loss(net, *b),  # type: ignore[arg-type]
-                        draw=lambda rng: batch(np.sort(rng.choice(train_n, cfg.batch, replace=False))),
-                        validate=validate, desc="train decoder", progress=progress)
-    weights = out / "local_decoder.safetensors"
-    save_decoder(net, weights, {"steps": step, "train_seconds": round(t_spent), "points": n, "seed": cfg.seed,
-                                "data": cfg.data, "scenes": cfg.scenes, "generator_sha256": file_sha256(cfg.generator)})
-    return weights
-
-
-def smoke_decoder_config(data: str, out: str) -> DecoderTrainConfig:
-    """A seconds-long run for CI."""
-    return replace(DecoderTrainConfig(), data=data, out=out, scenes=2, samples_per_scene=1, points_per_sample=200,
-                   shard_size=1, steps=3, batch=64, val_every=3, ckpt_every=3)
+    return int(header_json(path, "config")["fine_res"])

@@ -6,8 +6,6 @@ Used by the CLI, the benchmark and the ROS node alike.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from .baselines import BASELINES
 from .geometry import ViewPoses
 from .observation import Observation, observe
 from .views import View, ViewsFormatError
+from .weights_io import write_atomic
 
 
 @dataclass
@@ -59,13 +58,14 @@ MethodFn = Callable[[Observation], "trimesh.Trimesh | tuple[trimesh.Trimesh, np.
 
 
 def available_methods() -> dict[str, MethodFn]:
-    methods: dict[str, MethodFn] = dict(BASELINES)
-    try:
-        from .model import learned_methods
-        methods.update(learned_methods())
-    except ImportError:  # torch missing: classical methods only
-        pass
-    return methods
+    """The classical baselines and the learned methods whose weights ship.
+
+    learned.py (torch) is imported on the first call, not with this module: the node's process
+    imports this module to write results and must not load torch; its worker child runs the
+    methods (worker.py)."""
+    from .learned import learned_methods
+
+    return {**BASELINES, **learned_methods()}
 
 
 DEFAULT_METHOD = "auto"
@@ -112,7 +112,7 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
                 "[?steps=N&samples=K&hypotheses=H&fine_res=F&decoder=0|1|DECODER_FILE]")
         if decoder_file:
             opts.update(decoder=1, decoder_weights=decoder_file)
-        from .model import learned_method
+        from .learned import learned_method  # (torch: see available_methods)
 
         try:  # loaded here (cached), so a bad option is the caller's error, said before any views arrive
             learned = learned_method(base, weights or None, **opts)
@@ -143,22 +143,6 @@ def reconstruct(views: list[View], target_id: int, method: str | tuple[str, Meth
             regs.append({"view": i, "registered": r.ok, "by": r.method, "fitness": round(r.fitness, 3), "reason": r.reason})
     return Reconstruction(mesh, obs.frame, target_id, name, len(obs.used_views()),
                           obs.fused.visible_fraction, time.perf_counter() - t0, conf, colors, regs, hypotheses)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename: never a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save(rec: Reconstruction, path: str | Path) -> tuple[Path, Path]:

@@ -91,9 +91,8 @@ def drop_specks_and_voids(field: np.ndarray, level: float, min_share: float = 0.
     """The field with every connected piece of {field > level} smaller than ``min_share`` of the
     largest piece (in voxels) pushed outside, and every enclosed void filled.
 
-    A learned field leaves small blobs around the object (12 validation scenes: up to 64 pieces, the
-    largest extra 0.4 % of the object's voxels) and a few voxels of enclosed void inside it, which
-    marching cubes turned into separate bodies and inner shells in one published mesh (up to 20):
+    A learned field leaves small blobs around the object and a few voxels of enclosed void inside
+    it, which marching cubes turned into separate bodies and inner shells in one published mesh:
     clutter for a collision scene, and never the shape of a solid. Pieces are face-connected, as
     marching cubes joins them (voxels touching only at an edge or corner become separate bodies).
     """

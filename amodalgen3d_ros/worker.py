@@ -1,8 +1,8 @@
 """Reconstruction in a child process, for callers that must stay responsive (the ROS node).
 
-Why a process and not a thread: measured in the node at 30 Hz input, a 6-view reconstruction that
-takes 2.2 s alone took 28 s, because the input callbacks and the many short torch/Open3D calls of
-the reconstruction convoy on one GIL. A child process runs at its own speed; a reconstruction past
+Why a process and not a thread: in one process the node's input callbacks and the many short
+torch/Open3D calls of the reconstruction convoy on one GIL (a reconstruction took ten times as long
+at 30 Hz input; docs/ros.md). A child process runs at its own speed; a reconstruction past
 its timeout is ended by killing the child (a thread cannot be stopped); a crash in native code
 takes down the child, not the caller; and freeing the model is ending the child.
 
@@ -25,6 +25,9 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 
 import numpy as np
+import trimesh
+
+from .reconstruct import Reconstruction, reconstruct, resolve_method
 
 
 class WorkerError(RuntimeError):
@@ -42,14 +45,10 @@ class MethodSpec:
 
 
 def load_method(spec: MethodSpec):
-    """(name, callable), loaded once: learned methods read their weights here."""
-    from .reconstruct import resolve_method
+    """(name, callable), loaded once, in the child: learned methods read their weights here."""
+    from .learned import DEFAULT_WEIGHTS, learned_method  # torch: in the child only
 
     name = resolve_method("auto")[0] if spec.name == "auto" else spec.name
-    try:
-        from .model import DEFAULT_WEIGHTS, learned_method
-    except ImportError:  # torch missing: classical methods only
-        return resolve_method(name)
     if name not in DEFAULT_WEIGHTS:
         return resolve_method(name)
     return name, learned_method(name, spec.weights or None, **spec.options)
@@ -65,10 +64,6 @@ def _pack(rec) -> dict:
 
 
 def _unpack(d: dict):
-    import trimesh
-
-    from .reconstruct import Reconstruction
-
     mesh = trimesh.Trimesh(d.pop("vertices"), d.pop("faces"), process=False)
     d["hypotheses"] = [trimesh.Trimesh(v, f, process=False) for v, f in d.get("hypotheses", [])]
     colors = d["vertex_colors"]
@@ -78,12 +73,10 @@ def _unpack(d: dict):
 
 def serve(conn: Connection) -> None:
     """The child's loop: a spec, then (views, track_id, seed) jobs until None or the parent leaves."""
-    from .reconstruct import reconstruct
-
     try:
         spec = MethodSpec(**conn.recv())
         if spec.threads:
-            import torch
+            import torch  # the child's own thread count; the parent never loads torch
 
             torch.set_num_threads(spec.threads)
         method = load_method(spec)

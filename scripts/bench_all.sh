@@ -1,30 +1,28 @@
 #!/usr/bin/env bash
-# The benchmark runs quoted in the README's Results (about 3 hours on 2 cores; the ablations
-# another 1.5-2 hours). Scenes are made per index, so the first 30 of data/heldout120 are the
-# 30-scene runs' scenes.
+# The benchmark records the docs quote, one folder per benchmark under docs/results/ (about 3 hours
+# on 2 cores; the ablations another 4-5 hours: scripts/ablations.sh). Scenes are made per index,
+# so the first 30 of data/heldout120 are the 30-scene runs' scenes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 amo=.venv/bin/amodalgen3d
+out=${OUT:-docs/results}
+learned="amodalgen3d,amodal_regressor"
 $amo bench --split heldout --data data/heldout120 --scenes 120 --views 1,2,4 \
-  --methods visible,convex_hull,support_hull,symmetry,tsdf --out bench_out/baselines_120
-$amo bench --split heldout --data data/heldout120 --scenes 120 --views 1,2,4 \
-  --methods "amodalgen3d?hypotheses=4&decoder=0,amodal_regressor?decoder=0" --out bench_out/learned_120
-# with the local decoder (the shipped networks' default since session 21): the bar's table
-$amo bench --split heldout --data data/heldout120 --scenes 120 --views 1,2,4 \
-  --methods "amodalgen3d?decoder=1,amodal_regressor?decoder=1" --out bench_out/decoder_120
-$amo bench --combine bench_out/baselines_120,bench_out/learned_120 --out bench_out/posed_120
-$amo bench --split heldout --data data/heldout120 --scenes 30 --views 1,2,3,4,6,8 \
-  --methods "amodalgen3d?decoder=0,amodal_regressor?decoder=0,support_hull" --out bench_out/views_sweep
+  --methods visible,convex_hull,support_hull,symmetry,tsdf --out "$out/baselines_120"
+$amo bench --split heldout --data data/heldout120 --scenes 120 --views 1,2,4 --methods "$learned" --out "$out/posed_120"
+$amo bench --paired "$out/posed_120/bench.json:amodalgen3d,$out/posed_120/bench.json:amodal_regressor" --out "$out/posed_120"
+$amo bench --split heldout --data data/heldout120 --scenes 30 --views 1,2,3,4,5,6,7,8 \
+  --methods "$learned,support_hull" --out "$out/views"
 $amo bench --split heldout --data data/heldout120 --scenes 30 --views 2,4 --unposed \
-  --methods "amodalgen3d?decoder=0,amodal_regressor?decoder=0,support_hull" --out bench_out/unposed
-$amo bench --split heldout --no-depth-noise --scenes 30 --views 1,4 \
-  --methods "amodalgen3d?decoder=0,amodal_regressor?decoder=0,support_hull" --out bench_out/clean_depth
-$amo bench --poses --split heldout --data data/heldout120 --scenes 60 --out bench_out/poses
+  --methods "$learned,support_hull" --out "$out/unposed"
+$amo bench --split heldout --no-depth-noise --scenes 30 --views 1,4 --methods "$learned,support_hull" \
+  --out "$out/clean_depth"
+$amo bench --split heldout --data data/heldout120 --scenes 30 --views 1,2,4 --methods "amodalgen3d?hypotheses=4" \
+  --out "$out/hypotheses"
+$amo bench --poses --split heldout --data data/heldout120 --scenes 60 --out "$out/poses"
+$amo bench --prior amodalgen3d_ros/weights/amodal_prior.safetensors --data data/heldout120 --scenes 60 --out "$out/prior"
 # quiet machine for these: nothing else running
-$amo bench --speed --views 1,4 --repeats 7 --out bench_out/speed
-$amo bench --node --rate 30 --seconds 40 --objects 5 --out bench_out/node
-$amo bench --node --rate 30 --seconds 300 --objects 10 --out bench_out/soak
-$amo bench --fuzz 3000 --out bench_out/fuzz
-STEPS=1000 SCENES=30 bash scripts/ablations.sh  # seven runs, 1000 training steps each, then:
-$amo bench --combine runs/abl4_full_1000/bench,runs/abl4_full_seed1_1000/bench,runs/abl4_no_prior_1000/bench,runs/abl4_no_vwca_1000/bench,runs/abl4_mean_fusion_1000/bench,\
-runs/abl4_no_scca_1000/bench,runs/abl4_no_gate_1000/bench --out bench_out/ablations
+for run in 1 2 3; do $amo bench --speed --views 1,4 --repeats 7 --out "$out/speed/run$run"; done
+$amo bench --node --rate 30 --seconds 40 --objects 5 --out "$out/node"
+$amo bench --node --rate 30 --seconds 300 --objects 10 --out "$out/soak"
+$amo bench --fuzz 3000 --out "$out/fuzz"

@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# How the shipped weights were made (fixed seeds; since session 32 the 2-hour recipe): data, the 2D
-# amodal prior, the deterministic reference 4000 steps, the generator 1000 steps started from it,
-# then the local decoder on the generator's own fields. Training is 120 min on two threads (prior
-# 545 s, reference 5117 s, generator 1146 s, decoder 388 s; docs/results/budget_2h_s31/). The
-# reference is then given the generator's 1000 steps (1254 s), so that the two shipped networks
-# have had equal training; it is a benchmark method, not part of the model. Data synthesis and
-# preparation, and calibration, come on top (the model card). Resumable: run it again.
+# How the shipped weights are made (fixed seeds): data, the 2D amodal prior, the deterministic
+# reference 4000 steps, the generator 1000 steps started from it, then the local decoder on the
+# generator's own fields; about 2 hours of training on two threads (the model card has each
+# step's time). The reference is then given the generator's 1000 steps, so that the two shipped
+# networks have had equal training; it is a benchmark method, not part of the model. Data
+# synthesis and preparation, and calibration, come on top. Resumable: run it again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 amo=.venv/bin/amodalgen3d

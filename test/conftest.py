@@ -11,7 +11,7 @@ import pytest
 # session) must not answer our tests' calls. Child processes inherit it.
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 
-from amodalgen3d_ros import synth
+from amodalgen3d_ros.tools import synth
 
 
 @pytest.fixture(scope="session")

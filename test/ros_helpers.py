@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from amodalgen3d_ros.ros.peer import stop_process
+from amodalgen3d_ros.ros.harness.peer import stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 

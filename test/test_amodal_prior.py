@@ -84,7 +84,7 @@ def test_network_shapes_loss_falls_and_round_trip(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(back(x), net.eval()(x))
     (tmp_path / "bad.safetensors").write_bytes(b"nonsense")
-    from amodalgen3d_ros.model import WeightsError
+    from amodalgen3d_ros.weights_io import WeightsError
 
     with pytest.raises(WeightsError, match="corrupt"):
         P.load_prior(tmp_path / "bad.safetensors")
@@ -104,7 +104,7 @@ def test_completed_views():
 
 
 def test_prior_metrics_know_the_answers():
-    from amodalgen3d_ros.bench import prior_rows
+    from amodalgen3d_ros.tools.bench import prior_rows
 
     v = _view()
     pi = P.prior_input(v, target_masks(v, 1))
@@ -142,20 +142,22 @@ def test_model_inputs_with_the_prior(scene0):
 
 
 def test_learned_method_with_a_prior(tmp_path, scene0):
+    from amodalgen3d_ros import learned as L
     from amodalgen3d_ros import model as M
-    from amodalgen3d_ros.backends import file_sha256
+    from amodalgen3d_ros import weights_io as W
     from amodalgen3d_ros.observation import observe
+    from amodalgen3d_ros.weights_io import file_sha256
 
     torch.manual_seed(0)
     P.save_prior(P.AmodalPrior(), tmp_path / "p.safetensors")
     cfg = M.ModelConfig(width=32, depth=1, heads=2, amodal_prior=True, img_channels=15)
     M.save_weights(M.AmodalGen3D(cfg), tmp_path / "w.safetensors", {"prior_sha256": file_sha256(tmp_path / "p.safetensors")})
-    method = M.LearnedMethod(tmp_path / "w.safetensors", steps=2, samples=2, prior_weights=tmp_path / "p.safetensors")
+    method = L.LearnedMethod(tmp_path / "w.safetensors", steps=2, samples=2, prior_weights=tmp_path / "p.safetensors")
     mesh, _ = method(observe(scene0.views[:2], scene0.target_id))
     assert mesh.is_watertight
     P.save_prior(P.AmodalPrior(P.PriorConfig(width=8)), tmp_path / "other.safetensors")
-    with pytest.raises(M.WeightsError, match="another 2D amodal prior"):
-        M.LearnedMethod(tmp_path / "w.safetensors", prior_weights=tmp_path / "other.safetensors")
+    with pytest.raises(W.WeightsError, match="another 2D amodal prior"):
+        L.LearnedMethod(tmp_path / "w.safetensors", prior_weights=tmp_path / "other.safetensors")
 
 
 def test_prior_onnx_matches_torch(tmp_path):
@@ -173,8 +175,8 @@ def test_prior_onnx_matches_torch(tmp_path):
 def test_prior_training_smoke_and_resume(tmp_path):
     from dataclasses import replace
 
-    from amodalgen3d_ros import synth
-    from amodalgen3d_ros.train import PriorTrainConfig, train_prior
+    from amodalgen3d_ros.tools import synth
+    from amodalgen3d_ros.tools.train import PriorTrainConfig, train_prior
 
     data = tmp_path / "data"
     synth.synth(data, 2, seed=1, split="train", cfg=synth.SynthConfig(n_views=3), workers=1, progress=False)

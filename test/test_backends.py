@@ -43,7 +43,7 @@ def test_sampling_through_either_backend_agrees(exported):
     _, step_in = B.example_inputs(m, batch=1, views=2)
     geo, tau, valid = step_in[2], step_in[3], step_in[4]
     views = torch.rand(1, 2, CFG.img_channels, CFG.crop, CFG.crop)
-    a = M.sample(m, geo, views, tau, valid, steps=4, samples=2, seed=3)
+    a = M.sample(B.TorchBackend(m), geo, views, tau, valid, steps=4, samples=2, seed=3)
     b = M.sample(B.OnnxRuntimeBackend(d), geo, views, tau, valid, steps=4, samples=2, seed=3)
     torch.testing.assert_close(b, a, atol=1e-3, rtol=1e-3)
     assert ((a > 0) != (b > 0)).float().mean() < 0.001  # the same occupancy, voxel for voxel
@@ -59,7 +59,7 @@ def test_x0_generator_exports_with_its_velocity(tmp_path):
     _, step_in = B.example_inputs(m, batch=2, views=2)
     geo, tau, valid = step_in[2], step_in[3], step_in[4]
     views = torch.rand(1, 2, CFG.img_channels, CFG.crop, CFG.crop)
-    a = M.sample(m, geo[:1], views, tau[:1], valid[:1], steps=4, samples=2, seed=3)
+    a = M.sample(B.TorchBackend(m), geo[:1], views, tau[:1], valid[:1], steps=4, samples=2, seed=3)
     b = M.sample(B.OnnxRuntimeBackend(tmp_path), geo[:1], views, tau[:1], valid[:1], steps=4, samples=2, seed=3)
     torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
 
@@ -155,7 +155,7 @@ def test_conditions_encoded_once_match_per_sample_encoding(exported):
     geo, tau, valid = step_in[2], step_in[3], step_in[4]
     views = torch.rand(1, 3, CFG.img_channels, CFG.crop, CFG.crop)
     K, steps = 3, 4
-    got = M.sample(m, geo, views, tau, valid, steps=steps, samples=K, seed=5)
+    got = M.sample(B.TorchBackend(m), geo, views, tau, valid, steps=steps, samples=K, seed=5)
     z = torch.randn(K, 1, *geo.shape[2:], generator=torch.Generator().manual_seed(5))
     rep = [a.expand(K, *a.shape[1:]) for a in (geo, views, tau, valid)]
     with torch.no_grad():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from amodalgen3d_ros.baselines import BASELINES
-from amodalgen3d_ros.metrics import evaluate
 from amodalgen3d_ros.reconstruct import reconstruct, save
+from amodalgen3d_ros.tools.metrics import evaluate
 from amodalgen3d_ros.views import read_views_dir
 
 

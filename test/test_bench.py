@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amodalgen3d_ros.bench import BenchConfig, bench_scene, markdown, summarize
+from amodalgen3d_ros.tools.bench import BenchConfig, bench_scene, markdown, summarize
 
 
 def test_bench_scene_rows_and_summary(scene_dir):
@@ -37,7 +37,7 @@ def test_confidence_gap_per_occlusion_band_pools_the_bands_vertices():
 
 def test_means_per_shape_family():
     """Which shapes a method finds hard: per view count, method and family, the rows' means."""
-    from amodalgen3d_ros.bench import FAMILY_METRICS
+    from amodalgen3d_ros.tools.bench import FAMILY_METRICS
 
     def row(family, chamfer, method="m"):
         return {"views": 2, "method": method, "occlusion": 0.1, "family": family, "fscore_10mm": 1.0,
@@ -54,7 +54,7 @@ def test_a_combined_run_can_be_combined_again(tmp_path):
     internal error, KeyError 'config': a combined run holds its runs' configs instead."""
     import json
 
-    from amodalgen3d_ros.bench import combine
+    from amodalgen3d_ros.tools.bench import combine
 
     row = {"scene": "scene_00000", "views": 1, "method": "support_hull", "occlusion": 0.1,
            **{k: 1.0 for k in ("chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "chamfer_unseen_mm")}}
@@ -83,8 +83,8 @@ def test_combining_one_methods_rows_for_one_scene_from_two_runs_is_refused(tmp_p
 
     import pytest
 
-    from amodalgen3d_ros.bench import combine
     from amodalgen3d_ros.cli import main
+    from amodalgen3d_ros.tools.bench import combine
 
     row = {"scene": "scene_00000", "views": 1, "posed": True, "occlusion": 0.1,
            **{k: 1.0 for k in ("chamfer_l1_mm", "fscore_5mm", "fscore_10mm", "iou", "chamfer_unseen_mm")}}
@@ -106,7 +106,7 @@ def test_scenes_made_otherwise_are_refused(tmp_path):
 
     import pytest
 
-    from amodalgen3d_ros.bench import ensure_scenes
+    from amodalgen3d_ros.tools.bench import ensure_scenes
 
     (tmp_path / "manifest.json").write_text(json.dumps(
         {"seed": 1234, "split": "heldout", "scenes": 2, "config": {"depth_noise": True}}))
@@ -158,7 +158,7 @@ def test_generator_hypotheses_are_measured_and_saved(scene_dir, tmp_path):
 
 
 def test_cpu_info_names_the_host_speed_figures_come_from(tmp_path):
-    from amodalgen3d_ros.bench import cpu_info
+    from amodalgen3d_ros.tools.bench import cpu_info
 
     f = tmp_path / "cpuinfo"
     f.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6430\nflags\t\t: fpu sse4_2 avx2 fma avx512f amx_tile\n"
@@ -168,7 +168,7 @@ def test_cpu_info_names_the_host_speed_figures_come_from(tmp_path):
 
 
 def test_pose_bench_rows_say_how_each_view_was_registered(scene_dir):
-    from amodalgen3d_ros.bench import bench_poses_scene
+    from amodalgen3d_ros.tools.bench import bench_poses_scene
 
     rows = bench_poses_scene((str(scene_dir), BenchConfig()))
     assert [r["view"] for r in rows] == list(range(1, 8))

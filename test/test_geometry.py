@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from amodalgen3d_ros import geometry as G
-from amodalgen3d_ros import synth
+from amodalgen3d_ros.tools import synth
 from amodalgen3d_ros.views import View
 
 
@@ -141,7 +141,7 @@ def test_posed_views_keep_their_poses(scene0):
 
 
 def test_fusion_lands_on_the_target_surface(scene0):
-    from amodalgen3d_ros.metrics import distance_to_mesh
+    from amodalgen3d_ros.tools.metrics import distance_to_mesh
 
     fused = G.fuse_target(scene0.views[:4], scene0.target_id)
     d = distance_to_mesh(scene0.target_mesh, fused.points[::50])

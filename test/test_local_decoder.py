@@ -108,7 +108,7 @@ def test_decode_in_chunks_is_decode_at_once(monkeypatch):
 
 
 def test_decoder_weights_round_trip_and_refuse_what_does_not_fit(tmp_path):
-    from amodalgen3d_ros.model import WeightsError
+    from amodalgen3d_ros.weights_io import WeightsError
 
     torch.manual_seed(0)
     net = LocalDecoder(DecoderConfig())
@@ -133,8 +133,8 @@ def test_decoder_weights_round_trip_and_refuse_what_does_not_fit(tmp_path):
 def test_decoder_training_smoke_and_resume(tmp_path):
     from dataclasses import replace
 
-    from amodalgen3d_ros import synth
-    from amodalgen3d_ros.local_decoder import prepare_decoder, smoke_decoder_config, train_decoder
+    from amodalgen3d_ros.tools import synth
+    from amodalgen3d_ros.tools.train_decoder import prepare_decoder, smoke_decoder_config, train_decoder
 
     data = tmp_path / "data"
     synth.synth(data, 2, seed=3, split="train", cfg=synth.SynthConfig(n_views=2), workers=1, progress=False)
@@ -157,7 +157,8 @@ def test_decoder_training_smoke_and_resume(tmp_path):
 def test_the_shipped_networks_run_with_the_shipped_decoder(tmp_path):
     """Both shipped networks are calibrated with the shipped decoder, so they run with it; other
     weights (ablation runs) and other grids run without it unless asked."""
-    from amodalgen3d_ros.model import DEFAULT_WEIGHTS, AmodalGen3D, ModelConfig, decoder_by_default, learned_method, save_weights
+    from amodalgen3d_ros.learned import DEFAULT_WEIGHTS, decoder_by_default, learned_method
+    from amodalgen3d_ros.model import AmodalGen3D, ModelConfig, save_weights
 
     for path in DEFAULT_WEIGHTS.values():
         assert decoder_by_default(path) == 1
@@ -168,7 +169,7 @@ def test_the_shipped_networks_run_with_the_shipped_decoder(tmp_path):
     assert learned_method("amodalgen3d").decoder is not None
     assert learned_method("amodalgen3d", decoder=0).decoder is None
     # the decoder's training data: the generator's own fields, never already decoded
-    from amodalgen3d_ros.local_decoder import DecoderTrainConfig, field_source
+    from amodalgen3d_ros.tools.train_decoder import DecoderTrainConfig, field_source
 
     assert field_source(DecoderTrainConfig().generator).decoder is None
 
@@ -176,11 +177,11 @@ def test_the_shipped_networks_run_with_the_shipped_decoder(tmp_path):
 def test_the_decoder_default_is_worked_out_once_per_cached_method(monkeypatch):
     """learned_method runs per reconstruction (learned_methods): the default (a hash of the weights
     and a read of the decoder's header) belongs with loading, not with every call."""
-    from amodalgen3d_ros import model as M
+    from amodalgen3d_ros import learned as L
 
     calls = []
-    real = M.decoder_by_default
-    monkeypatch.setattr(M, "decoder_by_default", lambda *a, **k: calls.append(a) or real(*a, **k))
-    monkeypatch.setattr(M, "_CACHE", {})
-    first = M.learned_method("amodal_regressor")
-    assert M.learned_method("amodal_regressor") is first and len(calls) == 1
+    real = L.decoder_by_default
+    monkeypatch.setattr(L, "decoder_by_default", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(L, "_CACHE", {})
+    first = L.learned_method("amodal_regressor")
+    assert L.learned_method("amodal_regressor") is first and len(calls) == 1

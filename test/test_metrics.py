@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from amodalgen3d_ros.metrics import evaluate, volume_iou
+from amodalgen3d_ros.tools.metrics import evaluate, volume_iou
 
 
 def test_identical_meshes_are_perfect():
@@ -52,7 +52,7 @@ def plane_and_vertices(n_near: int, n_far: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def test_confidence_auroc_ranks_errors():
-    from amodalgen3d_ros.metrics import confidence_auroc
+    from amodalgen3d_ros.tools.metrics import confidence_auroc
 
     v, gt = plane_and_vertices(50, 50)
     assert confidence_auroc(v, np.r_[np.full(50, 0.9), np.full(50, 0.3)], gt) == 1.0
@@ -65,7 +65,7 @@ def test_confidence_auroc_ranks_errors():
 
 def test_confidence_ece_of_an_object():
     """The bench's per-object ECE: the inferred vertices' (confidence < 1) calibration bins."""
-    from amodalgen3d_ros.metrics import confidence_bins, ece_from_bins
+    from amodalgen3d_ros.tools.metrics import confidence_bins, ece_from_bins
 
     def ece(conf):
         return ece_from_bins(confidence_bins(v, conf, gt), min_count=10)
@@ -83,7 +83,7 @@ def test_confidence_ece_of_an_object():
 def test_pooled_calibration_bins_add_up_over_objects():
     """Two objects, each miscalibrated the opposite way, pool to their common vertices' ECE, not to
     the mean of their own (the bench quotes both)."""
-    from amodalgen3d_ros.metrics import calibration_bins, confidence_bins, ece_from_bins, expected_calibration_error
+    from amodalgen3d_ros.tools.metrics import calibration_bins, confidence_bins, ece_from_bins, expected_calibration_error
 
     v, gt = plane_and_vertices(60, 40)
     a = confidence_bins(v, np.full(100, 0.6), gt)

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from amodalgen3d_ros import learned as L
 from amodalgen3d_ros import model as M
+from amodalgen3d_ros import weights_io as W
+from amodalgen3d_ros.backends import TorchBackend
 from amodalgen3d_ros.geometry import invert, transform
 
 SMALL = M.ModelConfig(width=32, depth=1, heads=2, res=16, patch=4, crop=16, max_views=2)
@@ -137,7 +140,7 @@ def test_x0_prediction_is_a_velocity_whose_last_step_lands_on_x0():
     x0 = 2 * torch.sigmoid(logits) - 1
     torch.testing.assert_close(z - t[:, None, None, None, None] * v, x0, atol=1e-5, rtol=1e-5)
     # the sampler's output is a soft occupancy in [-1, 1], not noise-scaled values
-    zs = M.sample(m, geo[:1], views[:1], tau[:1], valid[:1], steps=4, samples=3)
+    zs = M.sample(TorchBackend(m), geo[:1], views[:1], tau[:1], valid[:1], steps=4, samples=3)
     assert zs.abs().max() <= 1 and zs.abs().max() > 0.01
 
 
@@ -155,7 +158,7 @@ def test_surface_confidence_reads_the_ramp_width():
     got = []
     for sigma in (0.006, 0.015):  # ramps a few voxels wide (a narrower one is blurred by the grid)
         field = np.broadcast_to(norm.cdf((0.064 - x) / sigma)[:, None, None], (64, 64, 64)).copy()
-        conf = M.confidence_from_sigma(M.surface_sigma(field, grid, verts))
+        conf = L.confidence_from_sigma(L.surface_sigma(field, grid, verts))
         np.testing.assert_allclose(conf, erf(0.005 / (sigma * np.sqrt(2))), rtol=0.03)
         got.append(conf[0])
     assert got[0] > got[1] + 0.2
@@ -165,7 +168,7 @@ def test_confidence_fit_recovers_a_known_miscalibration():
     """Vertices whose true offsets are normal with twice the std the slope says, plus a 2 mm
     floor: the fit finds scale and floor near those, and its confidence is calibrated where the
     slope's was not."""
-    from amodalgen3d_ros.calibrate import fit_confidence
+    from amodalgen3d_ros.tools.calibrate import fit_confidence
 
     rng = np.random.default_rng(0)
     sigma = rng.uniform(0.001, 0.012, 20000)
@@ -179,8 +182,8 @@ def test_confidence_fit_finds_the_error_that_grows_with_occlusion():
     """Offsets whose std has, beside twice the slope's, a part proportional to the hidden share of
     the object (1 cm when nothing is visible): the fit finds that gain, and the confidence is
     calibrated on mostly hidden objects, where a fit without the term over-states it."""
-    from amodalgen3d_ros.calibrate import fit_confidence
-    from amodalgen3d_ros.metrics import expected_calibration_error
+    from amodalgen3d_ros.tools.calibrate import fit_confidence
+    from amodalgen3d_ros.tools.metrics import expected_calibration_error
 
     rng = np.random.default_rng(0)
     sigma = rng.uniform(0.001, 0.012, 40000)
@@ -192,7 +195,7 @@ def test_confidence_fit_finds_the_error_that_grows_with_occlusion():
     hidden = visible == 0.1
 
     def ece(f: dict) -> float:
-        c = M.confidence_from_sigma(sigma[hidden], f["sigma_scale"], f["sigma_floor_m"], 0.005,
+        c = L.confidence_from_sigma(sigma[hidden], f["sigma_scale"], f["sigma_floor_m"], 0.005,
                                     f["occlusion_gain_m"], visible[hidden])
         return expected_calibration_error(c, hit[hidden])
     assert ece(fit) < 0.02 < 0.05 < ece(without)
@@ -201,13 +204,13 @@ def test_confidence_fit_finds_the_error_that_grows_with_occlusion():
 def test_calibrated_confidence_travels_in_the_weights(tmp_path):
     conf = {"sigma_scale": 2.0, "sigma_floor_m": 0.003, "occlusion_gain_m": 0.01}
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "w.safetensors", {"confidence": conf})
-    m = M.LearnedMethod(tmp_path / "w.safetensors")
+    m = L.LearnedMethod(tmp_path / "w.safetensors")
     assert (m.sigma_scale, m.sigma_floor_m, m.occlusion_gain_m) == (2.0, 0.003, 0.01)
     sigma = np.array([0.001, 0.004])
-    want = M.confidence_from_sigma(np.sqrt((2 * sigma) ** 2 + 0.003 ** 2 + (0.01 * 0.75) ** 2))
-    np.testing.assert_allclose(M.confidence_from_sigma(sigma, 2.0, 0.003, 0.005, 0.01, 0.25), want)
+    want = L.confidence_from_sigma(np.sqrt((2 * sigma) ** 2 + 0.003 ** 2 + (0.01 * 0.75) ** 2))
+    np.testing.assert_allclose(L.confidence_from_sigma(sigma, 2.0, 0.003, 0.005, 0.01, 0.25), want)
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "v.safetensors")
-    plain = M.LearnedMethod(tmp_path / "v.safetensors")  # fitted before the term, or never: none
+    plain = L.LearnedMethod(tmp_path / "v.safetensors")  # fitted before the term, or never: none
     assert (plain.sigma_scale, plain.sigma_floor_m, plain.occlusion_gain_m) == (1.0, 0.0, 0.0)
 
 
@@ -218,12 +221,12 @@ def test_confidence_per_view_count_is_picked_like_the_level(tmp_path):
     by_views = {"2": {"sigma_scale": 1.0, "sigma_floor_m": 0.001, "occlusion_gain_m": 0.0},
                 "4": {"sigma_scale": 0.5, "sigma_floor_m": 0.002, "occlusion_gain_m": 0.02}}
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "w.safetensors", {"confidence": pooled, "confidence_by_views": by_views})
-    m = M.LearnedMethod(tmp_path / "w.safetensors")
+    m = L.LearnedMethod(tmp_path / "w.safetensors")
     assert m.confidence_params(1) == (2.0, 0.003, 0.01)
     assert m.confidence_params(2) == m.confidence_params(3) == (1.0, 0.001, 0.0)
     assert m.confidence_params(8) == (0.5, 0.002, 0.02)
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "v.safetensors", {"confidence": pooled})
-    assert M.LearnedMethod(tmp_path / "v.safetensors").confidence_params(4) == (2.0, 0.003, 0.01)
+    assert L.LearnedMethod(tmp_path / "v.safetensors").confidence_params(4) == (2.0, 0.003, 0.01)
 
 
 def test_old_weights_without_predict_load_as_velocity(tmp_path):
@@ -242,9 +245,9 @@ def test_old_weights_without_predict_load_as_velocity(tmp_path):
 def test_seeded_sampling_reproduces():
     m = M.AmodalGen3D(SMALL).eval()
     _, geo, views, tau, valid = toy_batch(1)
-    a = M.sample(m, geo, views, tau, valid, steps=3, samples=2, seed=5)
-    b = M.sample(m, geo, views, tau, valid, steps=3, samples=2, seed=5)
-    c = M.sample(m, geo, views, tau, valid, steps=3, samples=2, seed=6)
+    a = M.sample(TorchBackend(m), geo, views, tau, valid, steps=3, samples=2, seed=5)
+    b = M.sample(TorchBackend(m), geo, views, tau, valid, steps=3, samples=2, seed=5)
+    c = M.sample(TorchBackend(m), geo, views, tau, valid, steps=3, samples=2, seed=6)
     torch.testing.assert_close(a, b)
     assert not torch.equal(a, c)
 
@@ -256,10 +259,10 @@ def test_weights_round_trip_and_bad_files(tmp_path):
     assert m2.cfg == SMALL
     for k, v in m.state_dict().items():
         torch.testing.assert_close(v, m2.state_dict()[k])
-    with pytest.raises(M.WeightsError, match="not found"):
+    with pytest.raises(W.WeightsError, match="not found"):
         M.load_weights(tmp_path / "missing.safetensors")
     (tmp_path / "bad.safetensors").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(M.WeightsError, match="corrupt"):
+    with pytest.raises(W.WeightsError, match="corrupt"):
         M.load_weights(tmp_path / "bad.safetensors")
 
 
@@ -273,7 +276,7 @@ def test_learned_method_gives_a_closed_mesh(tmp_path, scene0, predict):
     net = M.AmodalGen3D(cfg)
     torch.nn.init.normal_(net.final.weight, std=0.05)  # an untrained but not all-zero output
     M.save_weights(net, tmp_path / "w.safetensors")
-    method = M.LearnedMethod(tmp_path / "w.safetensors", steps=2, samples=2)
+    method = L.LearnedMethod(tmp_path / "w.safetensors", steps=2, samples=2)
     obs = observe(scene0.views[:2], scene0.target_id)
     mesh, conf = method(obs)
     assert mesh.is_watertight and mesh.volume > 0 and len(conf) == len(mesh.vertices)
@@ -293,10 +296,10 @@ def test_learned_method_gives_a_closed_mesh(tmp_path, scene0, predict):
     from scipy import ndimage
 
     ev = fd["evidence"]
-    hidden = M.hidden_space(ev, fd["band"])
+    hidden = L.hidden_space(ev, fd["band"])
     observed = (ev.free > 0) | fd["band"] | ev.below_plane
     assert hidden.max() == 1.0 and np.all(hidden[~ndimage.binary_dilation(~observed, np.ones((3, 3, 3)))] == 0)
-    raised = M.lower_level_in_hidden_space(fd["field"], ev, fd["band"], 0.3)
+    raised = L.lower_level_in_hidden_space(fd["field"], ev, fd["band"], 0.3)
     assert np.all(raised >= fd["field"]) and np.all(raised[fd["field"] == 0] == 0) and (raised > fd["field"]).any()
     np.testing.assert_array_equal(raised[hidden == 0], fd["field"][hidden == 0])
     method.hidden_offset_by_views = {2: 0.3}
@@ -318,13 +321,13 @@ def test_fine_grid_is_an_integer_refinement_of_the_networks(tmp_path, scene0):
 
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "w.safetensors")
     with pytest.raises(ValueError, match="multiple"):
-        M.LearnedMethod(tmp_path / "w.safetensors", fine_res=40)
+        L.LearnedMethod(tmp_path / "w.safetensors", fine_res=40)
     from amodalgen3d_ros.reconstruct import resolve_method
     from amodalgen3d_ros.views import ViewsFormatError
 
     with pytest.raises(ViewsFormatError, match="multiple"):  # a bad method option is the caller's error
         resolve_method("amodalgen3d?fine_res=40")
-    method = M.LearnedMethod(tmp_path / "w.safetensors", steps=1, samples=1, fine_res=3 * SMALL.res)
+    method = L.LearnedMethod(tmp_path / "w.safetensors", steps=1, samples=1, fine_res=3 * SMALL.res)
     assert method.field(observe(scene0.views[:1], scene0.target_id))["field"].shape == (3 * SMALL.res,) * 3
 
 
@@ -348,7 +351,7 @@ def test_local_decoder_decides_the_open_voxels_at_level_half(tmp_path, scene0):
             torch.nn.init.zeros_(p)
         torch.nn.init.constant_(dec.mlp[-1].bias, logit)
         save_decoder(dec, tmp_path / f"d{logit}.safetensors")
-        method = M.LearnedMethod(w, steps=1, samples=2, fine_res=2 * SMALL.res, decoder=1,
+        method = L.LearnedMethod(w, steps=1, samples=2, fine_res=2 * SMALL.res, decoder=1,
                                  decoder_weights=tmp_path / f"d{logit}.safetensors")
         assert method.level_for(1) == 0.5
         fd = method.field(obs)
@@ -359,7 +362,7 @@ def test_local_decoder_decides_the_open_voxels_at_level_half(tmp_path, scene0):
     assert volumes[0] > volumes[1]
     with pytest.raises(ValueError, match="trained on a 64"):
         save_decoder(LocalDecoder(DecoderConfig()), tmp_path / "d64.safetensors")
-        M.LearnedMethod(w, fine_res=2 * SMALL.res, decoder=1, decoder_weights=tmp_path / "d64.safetensors")
+        L.LearnedMethod(w, fine_res=2 * SMALL.res, decoder=1, decoder_weights=tmp_path / "d64.safetensors")
 
 
 def _ramp_decoder(gain: float, fine_res: int):
@@ -400,7 +403,7 @@ def test_confidence_after_the_decoder_reads_its_ramp_too(tmp_path, scene0):
     inferred_sigma = {}
     for gain in (40.0, 2.0):
         save_decoder(_ramp_decoder(gain, 2 * SMALL.res), tmp_path / f"d{gain}.safetensors")
-        method = M.LearnedMethod(w, steps=1, samples=2, fine_res=2 * SMALL.res, decoder=1,
+        method = L.LearnedMethod(w, steps=1, samples=2, fine_res=2 * SMALL.res, decoder=1,
                                  decoder_weights=tmp_path / f"d{gain}.safetensors")
         fd = method.field(obs)
         mesh, sigma, measured = method.mesh_and_sigma(fd, 0.5)
@@ -409,17 +412,17 @@ def test_confidence_after_the_decoder_reads_its_ramp_too(tmp_path, scene0):
         v = transform(invert(fd["mi"].T_out_cube), mesh.vertices)
         coarse = fd["coarse_field"].copy()
         coarse[fd["band"]] = np.clip(0.5 - 0.5 * fd["tsdf"][fd["band"]], 0, 1)
-        assert np.all(sigma >= M.surface_sigma(coarse, fd["grid"], v) - 1e-9)
+        assert np.all(sigma >= L.surface_sigma(coarse, fd["grid"], v) - 1e-9)
         inferred_sigma[gain] = float(np.median(sigma[~measured]))
     assert inferred_sigma[2.0] > 1.5 * inferred_sigma[40.0]
 
 
 def test_calibrated_level_travels_in_the_weights(tmp_path):
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "w.safetensors", {"level": 0.3})
-    assert M.weights_meta(tmp_path / "w.safetensors")["level"] == 0.3
-    assert M.LearnedMethod(tmp_path / "w.safetensors").level == 0.3
+    assert W.weights_meta(tmp_path / "w.safetensors")["level"] == 0.3
+    assert L.LearnedMethod(tmp_path / "w.safetensors").level == 0.3
     M.save_weights(M.AmodalGen3D(SMALL), tmp_path / "v.safetensors")
-    assert M.LearnedMethod(tmp_path / "v.safetensors").level == 0.5
+    assert L.LearnedMethod(tmp_path / "v.safetensors").level == 0.5
 
 
 def test_level_per_view_count(tmp_path):
@@ -428,11 +431,11 @@ def test_level_per_view_count(tmp_path):
     w = tmp_path / "w.safetensors"
     M.save_weights(M.AmodalGen3D(SMALL), w, {"level": 0.3, "level_by_views": {"1": 0.35, "2": 0.4, "4": 0.45},
                                               "hidden_offset_by_views": {"1": 0.0, "4": 0.1}})
-    m = M.LearnedMethod(w)
+    m = L.LearnedMethod(w)
     assert [m.level_for(n) for n in range(9)] == [0.3, 0.35, 0.4, 0.4, 0.45, 0.45, 0.45, 0.45, 0.45]
     assert [m.hidden_offset_for(n) for n in range(9)] == [0.0, 0.0, 0.0, 0.0, 0.1, 0.1, 0.1, 0.1, 0.1]
-    assert {M.LearnedMethod(w, level=0.2).level_for(n) for n in range(9)} == {0.2}
-    assert {M.LearnedMethod(w, level=0.2).hidden_offset_for(n) for n in range(9)} == {0.0}
+    assert {L.LearnedMethod(w, level=0.2).level_for(n) for n in range(9)} == {0.2}
+    assert {L.LearnedMethod(w, level=0.2).hidden_offset_for(n) for n in range(9)} == {0.0}
 
 
 def test_upsample_linear_is_zooms_trilinear():
@@ -440,8 +443,8 @@ def test_upsample_linear_is_zooms_trilinear():
 
     x = np.random.default_rng(0).random((8, 6, 4)).astype(np.float32)
     want = ndimage.zoom(x, 2, order=1, mode="nearest", grid_mode=True)
-    np.testing.assert_allclose(M.upsample_linear(x, 2), want, atol=1e-6)
-    np.testing.assert_allclose(M.upsample_linear(x, 1.5), ndimage.zoom(x, 1.5, order=1, mode="nearest", grid_mode=True))
+    np.testing.assert_allclose(L.upsample_linear(x, 2), want, atol=1e-6)
+    np.testing.assert_allclose(L.upsample_linear(x, 1.5), ndimage.zoom(x, 1.5, order=1, mode="nearest", grid_mode=True))
 
 
 def test_hull_columns_match_the_per_voxel_test():
@@ -464,18 +467,18 @@ def test_calibration_records_its_sampler_and_another_sampler_is_warned_of(tmp_pa
     how sharp the mean occupancy is): calibrate records it, and a generator run at another says so."""
     import logging
 
-    from amodalgen3d_ros.calibrate import calibrate
+    from amodalgen3d_ros.tools.calibrate import calibrate
 
     w = tmp_path / "w.safetensors"
     M.save_weights(M.AmodalGen3D(SMALL), w)
     calibrate(w, data=str(tmp_path / "calib"), scenes=1, views=(1,), steps=1, samples=2)
-    meta = M.weights_meta(w)
+    meta = W.weights_meta(w)
     assert meta["calibration"]["sampler"] == {"steps": 1, "samples": 2}
     assert meta["level_by_views"] == {"1": meta["level"]}  # one view count: its level is the pooled one
     with caplog.at_level(logging.WARNING, logger="amodalgen3d.model"):
-        M.LearnedMethod(w, steps=1, samples=2)
+        L.LearnedMethod(w, steps=1, samples=2)
         assert not caplog.records
-        M.LearnedMethod(w, steps=2, samples=8)
+        L.LearnedMethod(w, steps=2, samples=8)
     assert "calibrated for 1 steps x 2 samples, runs at 2 x 8" in caplog.text
 
 
@@ -492,7 +495,7 @@ def test_calibrate_command_fits_the_view_counts_asked(tmp_path, capsys):
     assert main(["calibrate", str(w), "--data", str(tmp_path / "calib"), "--scenes", "1", "--views", "1,2",
                  "--steps", "1", "--samples", "2"]) == 0
     assert set(json.loads(capsys.readouterr().out)["level_by_views"]) == {"1", "2"}
-    assert set(M.weights_meta(w)["level_by_views"]) == {"1", "2"}
+    assert set(W.weights_meta(w)["level_by_views"]) == {"1", "2"}
     with pytest.raises(SystemExit):
         main(["calibrate", str(w), "--views", "one"])
     assert main(["calibrate", str(w), "--data", str(tmp_path / "none"), "--views", "0,1"]) == 2
@@ -501,9 +504,9 @@ def test_calibrate_command_fits_the_view_counts_asked(tmp_path, capsys):
 
 def test_calibration_scores_an_object_under_the_count_of_views_it_kept(tmp_path, monkeypatch):
     """Asked for 2 views, an observation that keeps 1 is meshed at 1 view's level and offset, so
-    calibrate scores it there (before session 28 it went into the 2-view fit)."""
-    from amodalgen3d_ros import calibrate as C
+    calibrate scores it there, not in the 2-view fit."""
     from amodalgen3d_ros.observation import observe
+    from amodalgen3d_ros.tools import calibrate as C
 
     asked: list[int] = []
 
@@ -516,7 +519,7 @@ def test_calibration_scores_an_object_under_the_count_of_views_it_kept(tmp_path,
     monkeypatch.setattr(C, "observe", first_two_view_observation_keeps_one)
     C.calibrate(w, data=str(tmp_path / "calib"), scenes=2, views=(1, 2), steps=1, samples=2)
     assert asked == [1, 2, 1, 2]
-    assert M.weights_meta(w)["calibration"]["objects_by_views"] == {"1": 3, "2": 1}
+    assert W.weights_meta(w)["calibration"]["objects_by_views"] == {"1": 3, "2": 1}
 
 
 def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, caplog):
@@ -525,9 +528,9 @@ def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, 
     the two run together; a network the decoder holds no calibration for is warned of."""
     import logging
 
-    from amodalgen3d_ros.backends import file_sha256
-    from amodalgen3d_ros.calibrate import calibrate
     from amodalgen3d_ros.local_decoder import DecoderConfig, LocalDecoder, save_decoder
+    from amodalgen3d_ros.tools.calibrate import calibrate
+    from amodalgen3d_ros.weights_io import file_sha256
 
     torch.manual_seed(0)
     w, other = tmp_path / "w.safetensors", tmp_path / "other.safetensors"
@@ -536,20 +539,20 @@ def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, 
     d = tmp_path / "d.safetensors"
     save_decoder(LocalDecoder(DecoderConfig()), d, {"steps": 7})
     calibrate(w, data=str(tmp_path / "calib"), scenes=1, views=(1,), steps=1, samples=2, decoder=d)
-    assert M.weights_meta(w) == {"level": 0.3}
-    meta = M.weights_meta(d)
+    assert W.weights_meta(w) == {"level": 0.3}
+    meta = W.weights_meta(d)
     cal = meta["calibration_by_network"][file_sha256(w)]
     assert meta["steps"] == 7 and cal["network"] == "w.safetensors" and cal["level_by_views"] == {"1": cal["level"]}
     # per-count confidence fits are recorded, not put to use (the pooled fit serves every count)
     fits = cal["calibration"]["confidence_fit_by_views"]
     assert "confidence_by_views" not in cal and set(fits) == {"1"} and "ece_pooled_fit" in fits["1"]
-    from amodalgen3d_ros.calibrate import HIDDEN_OFFSETS
+    from amodalgen3d_ros.tools.calibrate import HIDDEN_OFFSETS
 
     (offset,) = cal["hidden_offset_by_views"].values()
     assert set(cal["hidden_offset_by_views"]) == {"1"} and offset in HIDDEN_OFFSETS
     assert set(cal["calibration"]["score_by_views_and_hidden_offset"]["1"]) == {str(d) for d in HIDDEN_OFFSETS}
     with caplog.at_level(logging.WARNING, logger="amodalgen3d.model"):
-        m = M.LearnedMethod(w, steps=1, samples=2, decoder=1, decoder_weights=d)
+        m = L.LearnedMethod(w, steps=1, samples=2, decoder=1, decoder_weights=d)
         assert not caplog.records
         assert m.level_for(1) == cal["level"] and m.sigma_scale == cal["confidence"]["sigma_scale"]
         assert m.hidden_offset_by_views == {1: offset}
@@ -559,23 +562,23 @@ def test_calibration_with_a_local_decoder_goes_into_the_decoders_file(tmp_path, 
         # a per-count fit a decoder's calibration holds is read from there
         meta["calibration_by_network"][file_sha256(w)]["confidence_by_views"] = {"1": fits["1"]}
         save_decoder(LocalDecoder(DecoderConfig()), d, meta)
-        m = M.LearnedMethod(w, steps=1, samples=2, decoder=1, decoder_weights=d)
+        m = L.LearnedMethod(w, steps=1, samples=2, decoder=1, decoder_weights=d)
         assert m.confidence_by_views == {1: (fits["1"]["sigma_scale"], fits["1"]["sigma_floor_m"],
                                              fits["1"]["occlusion_gain_m"])}
-        m = M.LearnedMethod(other, steps=1, samples=2, decoder=1, decoder_weights=d)
+        m = L.LearnedMethod(other, steps=1, samples=2, decoder=1, decoder_weights=d)
     assert "holds no calibration with other.safetensors" in caplog.text
     assert m.level_for(1) == 0.5 and m.sigma_scale == 2.0
-    assert M.LearnedMethod(w, steps=1, samples=2).level == 0.3
+    assert L.LearnedMethod(w, steps=1, samples=2).level == 0.3
     # a method spec can name the decoder file (ablations with the decoder: a copy calibrated with
     # their weights, never the shipped one); a missing file is the caller's error
-    from amodalgen3d_ros.bench import method_label
     from amodalgen3d_ros.reconstruct import resolve_method
+    from amodalgen3d_ros.tools.bench import method_label
     from amodalgen3d_ros.views import ViewsFormatError
 
-    before = set(M._CACHE)
+    before = set(L._CACHE)
     resolve_method(f"amodalgen3d@{w}?steps=1&samples=2&decoder={d}")
-    (key,) = set(M._CACHE) - before  # the method the spec loaded, with that decoder file
-    assert str(d) in key and M._CACHE[key].decoder is not None and M._CACHE[key].level_for(1) == cal["level"]
+    (key,) = set(L._CACHE) - before  # the method the spec loaded, with that decoder file
+    assert str(d) in key and L._CACHE[key].decoder is not None and L._CACHE[key].level_for(1) == cal["level"]
     with pytest.raises(ViewsFormatError, match="DECODER_FILE"):
         resolve_method(f"amodalgen3d@{w}?decoder={tmp_path / 'missing.safetensors'}")
     assert method_label(f"amodalgen3d@{w}?steps=1&decoder={d}") == f"amodalgen3d@{tmp_path.name}?steps=1&decoder={tmp_path.name}"

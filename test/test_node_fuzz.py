@@ -13,7 +13,7 @@ pytestmark = pytest.mark.ros
 
 
 def test_fuzz_storm_is_counted_and_survived(tmp_path):
-    from amodalgen3d_ros.ros.fuzz import run_fuzz
+    from amodalgen3d_ros.ros.harness.fuzz import run_fuzz
 
     rep = run_fuzz(tmp_path, n_inputs=150, seed=1, progress=False)
     assert rep["crashes"] == 0 and rep["node_exit_code"] == 0, (tmp_path / "node.log").read_text()[-3000:]

@@ -42,7 +42,7 @@ class Peer:
         rclpy.spin_once(self.node, timeout_sec=t)
 
     def connect(self, timeout_s: float = 30.0) -> None:
-        from amodalgen3d_ros.ros.peer import wait_until_connected
+        from amodalgen3d_ros.ros.harness.peer import wait_until_connected
 
         wait_until_connected(self.node, list(self.pubs.values()), timeout_s)
 

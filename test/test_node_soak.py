@@ -13,7 +13,7 @@ pytestmark = pytest.mark.ros
 
 
 def test_short_soak_is_bounded_and_accounts_for_every_track(tmp_path):
-    from amodalgen3d_ros.ros.node_bench import run_node_bench
+    from amodalgen3d_ros.ros.harness.node_bench import run_node_bench
 
     rep = run_node_bench(tmp_path, rate_hz=30.0, seconds=8.0, n_objects=3,
                          params={"method": "support_hull", "track_timeout_s": "1.0"})
@@ -33,7 +33,7 @@ def test_a_bench_whose_node_never_connects_stops_it(tmp_path):
     (one ran for an hour beside later measurements). Now it is stopped whatever fails."""
     import psutil
 
-    from amodalgen3d_ros.ros.node_bench import run_node_bench
+    from amodalgen3d_ros.ros.harness.node_bench import run_node_bench
 
     def bench_nodes() -> list:
         cmds = (" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.ros
 def test_replay_writes_final_meshes_records_outputs_and_reproduces(tmp_path):
     from rosbags.highlevel import AnyReader
 
-    from amodalgen3d_ros.ros.demo import demo_scene, write_bag
-    from amodalgen3d_ros.ros.replay import replay
+    from amodalgen3d_ros.ros.harness.demo import demo_scene, write_bag
+    from amodalgen3d_ros.ros.harness.replay import replay
 
     scene, views = demo_scene(n_frames=6)
     bag = write_bag(tmp_path / "bag", views, storage="mcap")
@@ -61,7 +61,7 @@ def test_the_peers_rclpy_reads_none_of_the_cli_arguments(monkeypatch):
 
     import rclpy
 
-    from amodalgen3d_ros.ros.peer import init_rclpy
+    from amodalgen3d_ros.ros.harness.peer import init_rclpy
 
     monkeypatch.setattr(sys, "argv", ["amodalgen3d", "replay", "bag", "-o", "out", "-p", "__ns:=/elsewhere"])
     init_rclpy()

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from amodalgen3d_ros import synth
+from amodalgen3d_ros.tools import synth
 from amodalgen3d_ros.views import read_views_dir
 
 
@@ -41,7 +41,7 @@ def test_written_scene_follows_the_contract(scene_dir):
 
 
 def test_meshes_of_every_family_are_watertight():
-    from amodalgen3d_ros import shapes
+    from amodalgen3d_ros.tools import shapes
 
     rng = np.random.default_rng(0)
     for fam in shapes.HELDOUT_FAMILIES:

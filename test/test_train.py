@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from amodalgen3d_ros import synth
 from amodalgen3d_ros.model import load_weights
-from amodalgen3d_ros.train import smoke_config, train
+from amodalgen3d_ros.tools import synth
+from amodalgen3d_ros.tools.train import smoke_config, train
 
 
 def test_training_smoke_and_resume(tmp_path):
@@ -28,7 +28,8 @@ def test_init_starts_from_other_weights_and_refuses_what_does_not_fit(tmp_path):
     import torch
 
     from amodalgen3d_ros.amodal_prior import AmodalPrior, PriorConfig, save_prior
-    from amodalgen3d_ros.model import DEFAULT_WEIGHTS, AmodalGen3D, ModelConfig, save_weights
+    from amodalgen3d_ros.learned import DEFAULT_WEIGHTS
+    from amodalgen3d_ros.model import AmodalGen3D, ModelConfig, save_weights
 
     data = tmp_path / "data"
     synth.synth(data, 4, seed=2, split="train", cfg=synth.SynthConfig(n_views=2), workers=1, progress=False)
@@ -56,8 +57,9 @@ def test_generator_started_from_the_reference_is_the_reference_until_trained():
     paths, so the untrained generator's clean-shape estimate is the reference's answer at any z, t."""
     import torch
 
-    from amodalgen3d_ros.model import DEFAULT_WEIGHTS, AmodalGen3D, load_weights
-    from amodalgen3d_ros.train import TrainConfig, init_weights
+    from amodalgen3d_ros.learned import DEFAULT_WEIGHTS
+    from amodalgen3d_ros.model import AmodalGen3D, load_weights
+    from amodalgen3d_ros.tools.train import TrainConfig, init_weights
 
     ref = load_weights(DEFAULT_WEIGHTS["amodal_regressor"])
     gen = AmodalGen3D(replace(ref.cfg, mode="flow", predict="x0"))
@@ -81,7 +83,7 @@ def test_an_interrupted_run_resumed_ends_with_the_weights_of_an_uninterrupted_on
     import pytest
     import torch
 
-    from amodalgen3d_ros.train import LoopConfig, fit
+    from amodalgen3d_ros.tools.train import LoopConfig, fit
 
     cfg = LoopConfig(steps=6, batch=4, warmup=1, val_every=100, ckpt_every=2, seed=3)
 

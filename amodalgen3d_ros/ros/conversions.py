@@ -9,6 +9,7 @@ uint8 RGB; depth 16UC1 (mm) / 32FC1 (m) -> (H, W) float32 m, 0 = none; labels mo
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 MAX_PIXELS = 4096 * 4096  # larger images are refused, not allocated
 
@@ -251,3 +252,50 @@ def _header(stamp, frame_id: str):
     from std_msgs.msg import Header
 
     return Header(stamp=stamp, frame_id=frame_id)
+
+
+def result_header(frame: str, views, world_frame: str):
+    """The header of a result: in the world frame (all views posed) at the newest view's stamp,
+    else in the reference (first) view's optical frame at its stamp."""
+    from builtin_interfaces.msg import Time
+
+    ref = views[-1] if frame == "world" else views[0]
+    sec = int(ref.stamp_s)
+    stamp = Time(sec=sec, nanosec=int(round((ref.stamp_s - sec) * 1e9)))
+    return _header(stamp, world_frame if frame == "world" else ref.frame_id)
+
+
+def parameter_descriptor(p):
+    """A params.Param -> rcl_interfaces/ParameterDescriptor: description, choices, allowed range."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    d = ParameterDescriptor(description=p.description + (f" ({', '.join(p.choices)})" if p.choices else ""))
+    if p.min is not None and isinstance(p.default, int) and not isinstance(p.default, bool):
+        d.integer_range = [IntegerRange(from_value=int(p.min), to_value=int(min(p.max, 2**31 - 1)), step=0)]
+    elif p.min is not None and isinstance(p.default, float):
+        d.floating_point_range = [FloatingPointRange(from_value=float(p.min), to_value=float(p.max), step=0.0)]
+    return d
+
+
+def transform_to_matrix(transform) -> np.ndarray:
+    """geometry_msgs/Transform -> (4, 4) float64 homogeneous matrix."""
+    q, p = transform.rotation, transform.translation
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+    T[:3, 3] = [p.x, p.y, p.z]
+    return T
+
+
+def merged_cloud(header, objects):
+    """One PointCloud2 of every ReconstructedObject's points, in the objects' shared frame (each
+    cloud is stored relative to its object's pose position), with a track_id field."""
+    pts, cols, conf, ids = [], [], [], []
+    for o in objects:
+        a = cloud_to_array(o.points)
+        p = o.pose.position
+        pts.append(np.stack([a["x"] + p.x, a["y"] + p.y, a["z"] + p.z], 1))
+        rgb = a["rgb"].view(np.uint32)
+        cols.append(np.stack([(rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255], 1).astype(np.uint8))
+        conf.append(a["confidence"])
+        ids.append(np.full(len(a), o.track_id, np.uint32))
+    return point_cloud(header, np.concatenate(pts), np.concatenate(cols), np.concatenate(conf), np.concatenate(ids))

@@ -1,8 +1,9 @@
 """amodalgen3d_node: tracked objects' sparse views in, completed closed meshes out.
 
-Callbacks only convert and hand over; synchronization is done once (sync.py); views are kept per
-track (tracks.py); reconstruction runs on a worker thread through the core's one path
-(reconstruct.py); conversions live in conversions.py.
+Callbacks only synchronize and hand over (sync.py); a frame thread converts (conversions.py) and
+keeps views per track (tracks.py); a worker thread reconstructs, in a child process, through the
+core's one path (worker.py, reconstruct.py). When to take a frame and which track runs next is
+decided ROS-free (scheduling.py).
 
     python -m amodalgen3d_ros.ros.node --ros-args --params-file config/amodalgen3d.yaml
 """
@@ -13,13 +14,13 @@ import sys
 import threading
 import time
 import traceback
-from collections import defaultdict, deque
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -31,21 +32,13 @@ from visualization_msgs.msg import MarkerArray
 from amodalgen3d_ros.msg import ReconstructedObjectArray
 
 from ..reconstruct import save
-from ..tracks import BufferConfig, ViewBuffer
+from ..scheduling import FrameQueue, FrameRateLimiter, ReconstructionSchedule, RejectCounter, sensor_now
+from ..tracks import ViewBuffer
 from ..views import View
-from ..worker import MethodSpec, ReconstructionWorker, WorkerError
+from ..worker import ReconstructionWorker, WorkerError
 from . import conversions as conv
-from .params import PARAMS, NodeConfig, ParamError, validate
+from .params import PARAMS, NodeConfig, ParamError, buffer_config, method_spec, validate
 from .sync import LatestBefore, StampSynchronizer
-
-
-def _descriptor(p) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=p.description + (f" ({', '.join(p.choices)})" if p.choices else ""))
-    if p.min is not None and isinstance(p.default, int) and not isinstance(p.default, bool):
-        d.integer_range = [IntegerRange(from_value=int(p.min), to_value=int(min(p.max, 2**31 - 1)), step=0)]
-    elif p.min is not None and isinstance(p.default, float):
-        d.floating_point_range = [FloatingPointRange(from_value=float(p.min), to_value=float(p.max), step=0.0)]
-    return d
 
 
 class AmodalGen3DNode(LifecycleNode):
@@ -64,7 +57,7 @@ class AmodalGen3DNode(LifecycleNode):
         self.recon: ReconstructionWorker | None = None
         super().__init__("amodalgen3d_node", **kwargs)
         for p in PARAMS:  # parameters declared in one place (params.py)
-            self.declare_parameter(p.name, p.default, _descriptor(p))
+            self.declare_parameter(p.name, p.default, conv.parameter_descriptor(p))
         self.declare_parameter("autostart", True, ParameterDescriptor(
             description="configure and activate at start (false: wait for lifecycle transitions)"))
 
@@ -79,8 +72,7 @@ class AmodalGen3DNode(LifecycleNode):
         except WorkerError as e:  # missing or corrupt weights: one clear line
             self.get_logger().fatal(f"cannot load the method: {e}")
             return TransitionCallbackReturn.FAILURE
-        self.buffer = ViewBuffer(BufferConfig(self.cfg.max_views, self.cfg.max_tracks, self.cfg.min_visible_px,
-                                              self.cfg.min_novelty, self.cfg.track_timeout_s))
+        self.buffer = ViewBuffer(buffer_config(self.cfg))
         self.target_ids = None if self.cfg.track_ids in ([], [0]) else [int(t) for t in self.cfg.track_ids]
         self.has_depth = bool(self.cfg.depth_topic)
         self.input_names = ["color", "camera_info", "labels"] + (["depth"] if self.has_depth else [])
@@ -90,29 +82,15 @@ class AmodalGen3DNode(LifecycleNode):
                                       int(self.cfg.sync_slop_s * 1e9) if self.cfg.sync_mode == "approximate" else 0)
         self.infos = LatestBefore(self.cfg.sync_queue_size)
         self.received: dict[str, int] = defaultdict(int)
-        self.rejected: dict[str, int] = defaultdict(int)
-        self._reject_logged: dict[str, float] = {}
+        self.rejects = RejectCounter()
         self.stats: dict[str, float] = defaultdict(float)
+        self.schedule = ReconstructionSchedule(self.cfg.min_reconstruct_interval_s, self.cfg.max_tracks, self.stats)
+        self.rate_limit = FrameRateLimiter(self.cfg.max_frame_rate_hz)
         self.rate_count: dict[str, int] = defaultdict(int)
-        self.rates: dict[str, float] = {}
-        # matched sets waiting for conversion: the input callbacks only synchronize, so DDS's
-        # reader queues are emptied at the input rate; a backlog is dropped here, whole frames
-        self.frames: deque[tuple[int, dict]] = deque()  # (stamp ns, inputs by name)
-        self._frames_lock = threading.Lock()
+        self.frames = FrameQueue(self.cfg.input_depth)  # matched, waiting for the frame thread
         self.results: dict[int, object] = {}  # track id -> ReconstructedObject
-        self.failed: dict[int, str] = {}
-        self.last_run_wall: dict[int, float] = {}
-        self.frame_wall: dict[int, float] = {}  # track id -> wall time its newest view arrived
-        self.expired: list = []
-        self.tracks_with_result: set[int] = set()  # live tracks that have published a result
-        self.latencies: deque[float] = deque(maxlen=2000)  # newest view in -> its result out, s
-        # expired tracks whose final run is not published yet (diagnostics: replay waits for 0)
-        self.expiring = 0
-        self._expiring_lock = threading.Lock()
-        self.forced: set[int] = set()  # tracks ~/reconstruct asked for
         self._last_frame_stamp_s: float | None = None  # the newest frame taken
         self._last_input_clock_s = 0.0  # node clock at the last input message
-        self._last_taken_ns: int | None = None
         self.tf = self._make_tf()
         qos_out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_objects = self.create_lifecycle_publisher(ReconstructedObjectArray, "~/objects", qos_out)
@@ -161,8 +139,7 @@ class AmodalGen3DNode(LifecycleNode):
         for sub in self.subs:
             self.destroy_subscription(sub)
         self.subs = []
-        self._stop_worker()
-        self._stop_reconstruction()  # frees the model; activate loads it again
+        self._stop_worker()  # frees the model; activate loads it again
         self.get_logger().info("inactive: inputs closed, model freed")
         return super().on_deactivate(state)
 
@@ -176,10 +153,10 @@ class AmodalGen3DNode(LifecycleNode):
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
         self._stop_worker()
-        self._stop_reconstruction()
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_worker(self) -> None:
+        """Stop the node's threads and the reconstruction process (frees the model)."""
         self.stop.set()
         self.wake.set()
         self.frame_wake.set()
@@ -189,29 +166,18 @@ class AmodalGen3DNode(LifecycleNode):
         if self.frame_thread is not None:
             self.frame_thread.join(timeout=5.0)
             self.frame_thread = None
+        if getattr(self, "recon", None) is not None:
+            self.recon.close()
+            self.recon = None
 
     # ---------------------------------------------------------------------------------------- set-up
     def _start_reconstruction(self) -> ReconstructionWorker:
         """The reconstruction process with the method loaded (learned methods read their weights
         there, once); a missing or corrupt file raises WorkerError with one clear line."""
-        c = self.cfg
-        options = {"steps": c.sampling_steps, "samples": c.num_samples, "hypotheses": c.num_hypotheses,
-                   "backend": c.backend,
-                   "onnx_dir": c.onnx_dir or None, "engine_cache_dir": c.engine_cache_dir or None,
-                   "precision": c.precision, "force_rebuild": c.force_rebuild}
-        if c.prior_weights_path:
-            options["prior_weights"] = c.prior_weights_path
-        if not c.local_decoder:  # (on: where calibrated with the weights, learned_method's default)
-            options["decoder"] = 0
-        w = ReconstructionWorker(MethodSpec(c.method, c.weights_path, options, c.torch_threads))
+        w = ReconstructionWorker(method_spec(self.cfg))
         self.get_logger().info(f"{w.method_name}: loaded in process {w.pid}"
                                + (f", backend {w.backend_name}" if w.backend_name else ""))
         return w
-
-    def _stop_reconstruction(self) -> None:
-        if getattr(self, "recon", None) is not None:
-            self.recon.close()
-            self.recon = None
 
     def _make_tf(self):
         if not self.cfg.world_frame:
@@ -226,29 +192,21 @@ class AmodalGen3DNode(LifecycleNode):
         return buf
 
     def _lookup_pose(self, frame_id: str, stamp) -> np.ndarray | None:
-        from scipy.spatial.transform import Rotation
-
         try:
             t = self.tf.lookup_transform(self.cfg.world_frame, frame_id, rclpy.time.Time.from_msg(stamp),
                                          rclpy.duration.Duration(seconds=0.05))
         except Exception as e:  # tf2 raises several exception types: all mean "no pose"
             self._reject("tf_unavailable", str(e))
             return None
-        q, p = t.transform.rotation, t.transform.translation
-        T = np.eye(4)
-        T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
-        T[:3, 3] = [p.x, p.y, p.z]
-        return T
+        return conv.transform_to_matrix(t.transform)
 
     # ---------------------------------------------------------------------------------------- inputs
     def _input_cb(self, name: str):
         index = self.synced_names.index(name) if name != "camera_info" else -1
 
         def cb(msg):
-            # Synchronize only; the work on a frame is done in _take_frames. While callbacks
-            # converted frames, the executor fell behind and DDS's KEEP_LAST reader queues
-            # overwrote single messages (seen in the fuzz: 28-48 of 154 camera_infos lost, so
-            # whole sets never matched); a backlog now drops whole frames, counted.
+            # synchronize only (the frame thread converts): a callback that converted made the
+            # executor fall behind, and DDS's KEEP_LAST reader queues overwrote single messages
             self.rate_count[name] += 1
             self.received[name] += 1
             self._last_input_clock_s = self.get_clock().now().nanoseconds * 1e-9
@@ -259,12 +217,7 @@ class AmodalGen3DNode(LifecycleNode):
             matched = self.sync.add(index, conv.stamp_to_ns(msg.header.stamp), msg)
             if not matched:
                 return
-            with self._frames_lock:
-                for stamp_ns, items in matched:
-                    self.frames.append((stamp_ns, dict(zip(self.synced_names, items))))
-                while len(self.frames) > self.cfg.input_depth:
-                    self.frames.popleft()
-                    self.stats["frames_dropped_backlog"] += 1
+            self.frames.push([(stamp_ns, dict(zip(self.synced_names, items))) for stamp_ns, items in matched])
             self.frame_wake.set()
         return cb
 
@@ -273,12 +226,10 @@ class AmodalGen3DNode(LifecycleNode):
         while not self.stop.is_set():
             self.frame_wake.wait(0.2)
             self.frame_wake.clear()
-            while not self.stop.is_set():
-                with self._frames_lock:
-                    if not self.frames:
-                        break
-                    stamp_ns, m = self.frames.popleft()
-                if self._rate_limited(stamp_ns):
+            while not self.stop.is_set() and (item := self.frames.pop()) is not None:
+                stamp_ns, m = item
+                if self.rate_limit.limited(stamp_ns):
+                    self.stats["frames_skipped_rate"] += 1
                     continue
                 # looked up now, not at matching: a camera_info a little late is still its own
                 m["camera_info"] = self.infos.get(stamp_ns)
@@ -290,24 +241,9 @@ class AmodalGen3DNode(LifecycleNode):
                 except Exception:  # a frame the conversions did not foresee: counted, never fatal
                     self._reject("unexpected", traceback.format_exc().splitlines()[-1])
 
-    def _rate_limited(self, stamp_ns: int) -> bool:
-        """Take at most max_frame_rate_hz frames per second of sensor time (a looping bag resets)."""
-        if self.cfg.max_frame_rate_hz <= 0:
-            return False
-        last = self._last_taken_ns
-        if last is not None and 0 <= stamp_ns - last < 1e9 / self.cfg.max_frame_rate_hz:
-            self.stats["frames_skipped_rate"] += 1
-            return True
-        return False  # the slot is taken in _on_frame by a usable frame: bad or empty frames take none
-
     def _reject(self, cause: str, detail: str = "") -> None:
-        """Counted always; logged once per cause every 5 s (rclpy's throttle is per call site,
-        which would let one cause hide the others)."""
-        self.rejected[cause] += 1
-        now = time.monotonic()
-        if now - self._reject_logged.get(cause, -1e9) >= 5.0:
-            self._reject_logged[cause] = now
-            self.get_logger().warning(f"input rejected ({cause}, {self.rejected[cause]} so far) {detail}".strip())
+        if self.rejects.count(cause, time.monotonic()):
+            self.get_logger().warning(f"input rejected ({cause}, {self.rejects.counts[cause]} so far) {detail}".strip())
 
     def _on_frame(self, m: dict) -> None:
         """One matched frame: convert, hand to the view buffer, wake the worker."""
@@ -331,88 +267,52 @@ class AmodalGen3DNode(LifecycleNode):
         now = time.monotonic()
         # only a usable frame (some labelled pixel with depth) takes the rate limiter's slot
         if ((labels > 0) & (depth > 0)).any() if depth is not None else (labels > 0).any():
-            self._last_taken_ns = conv.stamp_to_ns(stamp)
+            self.rate_limit.take(conv.stamp_to_ns(stamp))
         self._last_frame_stamp_s = view.stamp_s
         changed = self.buffer.add_frame(view, now, self.target_ids)
-        for tid in changed:
-            self.frame_wall[tid] = now
+        self.schedule.views_arrived(changed, now)
         if changed:
             self.wake.set()
 
     def _on_trigger(self, request, response):
-        self.forced.update(self.buffer.tracks)
+        self.schedule.force(list(self.buffer.tracks))
         self.wake.set()
         response.success = True
         response.message = f"queued {len(self.buffer.tracks)} tracks"
         return response
 
     def _expire(self) -> None:
-        """Sensor time now: while input flows, the newest frame's stamp, so expiry follows the
-        frames alone (a replay expires the same tracks however fast the node keeps up); once no
-        input came for track_timeout_s of node clock (the camera stopped, the bag ended), that
-        stamp plus the time since, so the last tracks expire too."""
+        """Tracks unseen for track_timeout_s of sensor time (scheduling.sensor_now) get their final run."""
         if self._last_frame_stamp_s is None:
             return
         idle = self.get_clock().now().nanoseconds * 1e-9 - self._last_input_clock_s
-        now_sensor = self._last_frame_stamp_s + (idle if idle >= self.cfg.track_timeout_s else 0.0)
-        gone = self.buffer.expire(now_sensor)
-        dropped = self.buffer.take_dropped()
-        for t in dropped:  # forgotten without a final run (capacity); their results withdrawn
-            t.reconstructed_version = t.version
-            t.views = []
-        gone = dropped + gone
+        now_sensor = sensor_now(self._last_frame_stamp_s, idle, self.cfg.track_timeout_s)
+        dropped = self.buffer.take_dropped()  # (capacity) forgotten without a final run: withdrawn
+        gone = self.schedule.expired(self.buffer.expire(now_sensor), dropped=dropped)
         for t in gone:
             self.get_logger().info(f"track {t.track_id} expired: unseen since {t.last_seen_s:.3f} s, now {now_sensor:.3f} s "
                                    f"(sensor time{', input idle' if idle >= self.cfg.track_timeout_s else ''})")
         if gone:
-            with self._expiring_lock:
-                self.expired.extend(gone)
-                self.expiring += len(gone)
-                # bounded: under a storm of short-lived tracks the final runs could pile up without
-                # end (and hold their frames); beyond max_tracks pending, the oldest end without one
-                for t in self.expired[:-self.cfg.max_tracks]:
-                    if t.views:
-                        t.views = []
-                        self.stats["final_runs_skipped_backlog"] += 1
             self.wake.set()
 
     # ---------------------------------------------------------------------------------------- worker
-    def _due(self) -> list[int]:
-        """Tracks to reconstruct, most urgent first: tracks without any result yet (a new object
-        matters most), then the longest-waiting change; `~/reconstruct` forces every track."""
-        now = time.monotonic()
-        out = []
-        for t in list(self.buffer.tracks.values()):
-            forced = t.track_id in self.forced
-            if t.version == t.reconstructed_version and not forced:
-                continue
-            if not forced and now - self.last_run_wall.get(t.track_id, -1e9) < self.cfg.min_reconstruct_interval_s:
-                continue
-            out.append(t.track_id)
-        return sorted(out, key=lambda tid: (tid in self.tracks_with_result, self.frame_wall.get(tid, 0.0)))
-
     def _work(self) -> None:
         while not self.stop.is_set():
             self.wake.wait(0.2)
             self.wake.clear()
             try:
                 ended = []
-                while self.expired:  # once more when a track expires, then forget it
-                    with self._expiring_lock:
-                        t = self.expired.pop(0)
+                while (t := self.schedule.next_expired()) is not None:  # once more, then forget it
                     try:
                         if t.version != t.reconstructed_version and t.views:
                             self._run(t.track_id, [k.view for k in t.views], t.version, final=True)
-                        ended.append(t.track_id)
-                        self._account_end(t.track_id)
                     finally:
-                        with self._expiring_lock:
-                            self.expiring -= 1
+                        self.schedule.final_run_done(t.track_id)
+                    ended.append(t.track_id)
                 self._forget(ended)  # one withdrawal for the lot, not one per track
-                due = self._due()
+                due = self.schedule.due(self.buffer, time.monotonic())
                 if due:  # one at a time, then look again: a new track need not wait for a whole round
                     tid = due[0]
-                    self.forced.discard(tid)
                     snap = self.buffer.snapshot(tid)
                     if snap is not None:
                         self._run(tid, *snap)
@@ -424,45 +324,23 @@ class AmodalGen3DNode(LifecycleNode):
 
     def _run(self, tid: int, views: list[View], version: int, final: bool = False) -> None:
         t0 = time.monotonic()
-        self.last_run_wall[tid] = t0
-        t_in = self.frame_wall.get(tid, t0)  # when the newest view of this snapshot arrived
+        t_in = self.schedule.run_started(tid, t0)  # when the newest view of this snapshot arrived
         track = self.buffer.tracks.get(tid)
         try:
             rec = self._reconstruct_with_timeout(views, tid)
         except Exception as e:
-            self.failed[tid] = f"{e.__class__.__name__}: {e}"
-            self.stats["reconstructions_failed"] += 1
+            self.schedule.run_failed(tid, f"{e.__class__.__name__}: {e}")
             self.get_logger().warning(f"track {tid}: reconstruction failed: {e}", throttle_duration_sec=5.0)
+            return
+        finally:  # tried: due again only when its views change
             if track is not None:
                 track.reconstructed_version = version
-            return
-        if track is not None:
-            track.reconstructed_version = version
-        if tid not in self.tracks_with_result:
-            self.tracks_with_result.add(tid)
-            self.stats["tracks_with_result"] += 1
-        header = Header()
-        if rec.frame == "world":
-            header.frame_id = self.cfg.world_frame
-            ref = views[-1]
-        else:
-            ref = views[0]
-            header.frame_id = ref.frame_id
-        sec = int(ref.stamp_s)
-        header.stamp.sec, header.stamp.nanosec = sec, int(round((ref.stamp_s - sec) * 1e9))
-        obj = conv.reconstructed_object(rec, header)
-        self.results[tid] = obj
-        self.failed.pop(tid, None)
+        self.schedule.run_succeeded(tid)
+        self.results[tid] = conv.reconstructed_object(rec, conv.result_header(rec.frame, views, self.cfg.world_frame))
         self._publish(changed=[tid])
-        self.stats["reconstructions"] += 1
-        self.stats["last_inference_s"] = rec.seconds
-        if not final:  # a final run waits for the track to expire by design: not a frame's latency
-            t1 = time.monotonic()
-            # where the latency went: waiting for the worker, then the run (the reconstruction
-            # process's round trip and the publish; last_inference_s is the reconstruction alone)
-            self.stats["last_wait_s"], self.stats["last_run_s"] = t0 - t_in, t1 - t0
-            self.stats["last_latency_s"] = t1 - t_in
-            self.latencies.append(self.stats["last_latency_s"])
+        self.stats["last_inference_s"] = rec.seconds  # the reconstruction alone
+        if not final:
+            self.schedule.latency(t_in, t0, time.monotonic())
         if self.cfg.output_dir:
             try:
                 save(rec, Path(self.cfg.output_dir) / f"track_{tid}.ply")
@@ -482,17 +360,6 @@ class AmodalGen3DNode(LifecycleNode):
         except WorkerError:
             self.stats["reconstruction_process_crashes"] += 1
             raise
-
-    def _account_end(self, tid: int) -> None:
-        """A track ended: it had a result, or the reason it had none is counted."""
-        self.forced.discard(tid)
-        self.frame_wall.pop(tid, None)  # per-track state goes with the track: ids churn without end
-        self.last_run_wall.pop(tid, None)
-        if tid in self.tracks_with_result:
-            self.tracks_with_result.discard(tid)
-        else:
-            self.stats["tracks_ended_without_result_" + ("failed" if tid in self.failed else "not_reconstructed")] += 1
-        self.failed.pop(tid, None)
 
     def _forget(self, tids: list[int]) -> None:
         """Withdraw ended tracks' results: DELETE markers, then the arrays without them."""
@@ -515,47 +382,29 @@ class AmodalGen3DNode(LifecycleNode):
             ma.markers = [conv.marker(self.results[t]) for t in changed if t in self.results]
             self.pub_markers.publish(ma)
         if objs:
-            pts, cols, conf, ids = [], [], [], []
-            for o in objs:
-                a = conv.cloud_to_array(o.points)
-                p = o.pose.position
-                pts.append(np.stack([a["x"] + p.x, a["y"] + p.y, a["z"] + p.z], 1))
-                rgb = a["rgb"].view(np.uint32)
-                cols.append(np.stack([(rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255], 1).astype(np.uint8))
-                conf.append(a["confidence"])
-                ids.append(np.full(len(a), o.track_id, np.uint32))
-            self.pub_points.publish(conv.point_cloud(arr.header, np.concatenate(pts), np.concatenate(cols),
-                                                     np.concatenate(conf), np.concatenate(ids)))
+            self.pub_points.publish(conv.merged_cloud(arr.header, objs))
 
     # ---------------------------------------------------------------------------------------- diagnostics
     def _diagnostics(self) -> None:
         period = self.cfg.diagnostics_period_s
-        self.rates = {k: v / period for k, v in self.rate_count.items()}
+        kv: dict = {f"rate_{k}_hz": f"{v / period:.1f}" for k, v in self.rate_count.items()}
         self.rate_count.clear()
-        sc = self.sync.counters
-        kv = {f"rate_{k}_hz": f"{v:.1f}" for k, v in self.rates.items()}
-        kv.update({"sync_matched": sc.matched, "sync_dropped_unmatched": sc.dropped_unmatched,
-                   "sync_dropped_overflow": sc.dropped_overflow, "sync_dropped_duplicate": sc.dropped_duplicate,
-                   "sync_time_jumps_back": sc.time_jumps_back, "sync_pending": self.sync.pending(),
-                   "frames_pending": len(self.frames),
-                   # reader-side matching: peers wait for this before they publish (a writer that
-                   # sees the subscription may still be unknown to the reader, which drops its data)
-                   "inputs": len(self.input_names),
-                   "inputs_connected": sum(s.get_publisher_count() > 0 for s in self.subs),
-                   "queue_tracks_due": len(self._peek_due()),
-                   "queue_tracks_expiring": self.expiring, "results": len(self.results),
-                   "failed_tracks": len(self.failed)})
+        kv.update(self.sync.diagnostics())
+        # reader-side matching: peers wait for inputs_connected before they publish (a writer that
+        # sees the subscription may still be unknown to the reader, which drops its data)
+        kv.update({"frames_pending": len(self.frames), "inputs": len(self.input_names),
+                   "inputs_connected": sum(s.get_publisher_count() > 0 for s in self.subs)})
+        kv.update(self.schedule.diagnostics(self.buffer))
+        kv["results"] = len(self.results)
         kv.update({f"received_{n}": self.received[n] for n in self.input_names})
         kv.update({"camera_info_exact": self.infos.exact, "camera_info_not_exact": self.infos.not_exact})
-        kv.update({f"rejected_{k}": v for k, v in self.rejected.items()})
-        if self.latencies:
-            lat = np.array(self.latencies)
-            kv.update({"latency_s_median": f"{np.median(lat):.3f}", "latency_s_p95": f"{np.percentile(lat, 95):.3f}",
-                       "latency_samples": len(lat)})
+        kv.update({f"rejected_{k}": v for k, v in self.rejects.counts.items()})
+        if self.frames.dropped:
+            kv["frames_dropped_backlog"] = self.frames.dropped
         kv.update({f"buffer_{k}": v for k, v in self.buffer.stats().items()})
         kv.update({k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in self.stats.items()})
         st = DiagnosticStatus(name="amodalgen3d_node: pipeline", hardware_id="amodalgen3d")
-        st.level = DiagnosticStatus.WARN if self.failed or sum(self.rejected.values()) else DiagnosticStatus.OK
+        st.level = DiagnosticStatus.WARN if self.schedule.failed or sum(self.rejects.counts.values()) else DiagnosticStatus.OK
         st.message = f"{len(self.buffer.tracks)} tracks, {len(self.results)} results"
         st.values = [KeyValue(key=k, value=str(v)) for k, v in kv.items()]
         msg = DiagnosticArray()
@@ -563,12 +412,8 @@ class AmodalGen3DNode(LifecycleNode):
         msg.status = [st]
         self.pub_diag.publish(msg)
 
-    def _peek_due(self) -> list[int]:
-        return [t.track_id for t in list(self.buffer.tracks.values()) if t.version != t.reconstructed_version]
-
     def destroy_node(self):
         self._stop_worker()
-        self._stop_reconstruction()
         return super().destroy_node()
 
 
@@ -586,10 +431,9 @@ def main(args: list[str] | None = None) -> int:
             rclpy.try_shutdown()
             return 2
         node.trigger_activate()
-    # One thread is enough and loses nothing: the callbacks only synchronize and hand over
-    # (frames, reconstruction and publishing run in the node's own threads). Measured at 30 Hz,
-    # 12 s, 361 frames: a 2-thread MultiThreadedExecutor received 343-353 of each input and
-    # matched 329; this one received and matched all 361.
+    # one thread loses nothing: the callbacks only synchronize and hand over (frames,
+    # reconstruction and publishing run in the node's own threads); a multi-threaded executor lost
+    # messages at 30 Hz (docs/ros.md)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..tracks import BufferConfig
+from ..worker import MethodSpec
+
 
 @dataclass(frozen=True)
 class Param:
@@ -106,6 +109,22 @@ class NodeConfig:
     output_dir: str
     diagnostics_period_s: float
     torch_threads: int
+
+
+def method_spec(c: NodeConfig) -> MethodSpec:
+    """What the reconstruction process loads (worker.py): the method and its options."""
+    options = {"steps": c.sampling_steps, "samples": c.num_samples, "hypotheses": c.num_hypotheses,
+               "backend": c.backend, "onnx_dir": c.onnx_dir or None, "engine_cache_dir": c.engine_cache_dir or None,
+               "precision": c.precision, "force_rebuild": c.force_rebuild}
+    if c.prior_weights_path:
+        options["prior_weights"] = c.prior_weights_path
+    if not c.local_decoder:  # (on: where calibrated with the weights, learned_method's default)
+        options["decoder"] = 0
+    return MethodSpec(c.method, c.weights_path, options, c.torch_threads)
+
+
+def buffer_config(c: NodeConfig) -> BufferConfig:
+    return BufferConfig(c.max_views, c.max_tracks, c.min_visible_px, c.min_novelty, c.track_timeout_s)
 
 
 class ParamError(ValueError):

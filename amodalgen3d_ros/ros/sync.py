@@ -99,6 +99,12 @@ class StampSynchronizer:
             break
         return out
 
+    def diagnostics(self) -> dict[str, int]:
+        c = self.counters
+        return {"sync_matched": c.matched, "sync_dropped_unmatched": c.dropped_unmatched,
+                "sync_dropped_overflow": c.dropped_overflow, "sync_dropped_duplicate": c.dropped_duplicate,
+                "sync_time_jumps_back": c.time_jumps_back, "sync_pending": self.pending()}
+
     def pending(self) -> int:
         with self.lock:
             return sum(len(q) for q in self.queues)

@@ -1,0 +1,1 @@
+"""Tools apart from the runtime path: the data engine, training, calibration, metrics and benchmarks."""
