@@ -85,9 +85,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
     if a.fuzz:
         from .ros.harness.fuzz import run_fuzz
 
-        rep = run_fuzz(a.out, n_inputs=a.fuzz, params=_params(a.param))
+        rep = run_fuzz(a.out, n_inputs=a.fuzz, params=_params(a.param), same_stamp=a.same_stamp)
         print(json.dumps(rep, indent=1))
-        return 0 if rep["crashes"] == 0 and rep["valid_after_storm"].get("ok") else 1
+        ok = rep["crashes"] == 0 and rep["valid_after_storm"].get("ok") and not rep.get("valid_frames_lost", 0)
+        return 0 if ok else 1
     if a.node:
         from .ros.harness.node_bench import run_node_bench
 
@@ -243,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="two earlier runs' methods per object: mean difference with a 95 %% bootstrap interval")
     b.add_argument("--fuzz", type=int, default=0, metavar="N",
                    help="N malformed frames at the real node, then valid ones: counts, crashes, memory")
+    b.add_argument("--same-stamp", action="store_true",
+                   help="--fuzz: each malformed frame followed by the valid one with its stamp (none may be lost)")
     b.add_argument("--node", action="store_true", help="the ROS node under load: CPU, memory, latency")
     b.add_argument("--rate", type=float, default=30.0, help="--node: frame rate")
     b.add_argument("--seconds", type=float, default=60.0, help="--node: duration")

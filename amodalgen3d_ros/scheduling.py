@@ -37,6 +37,17 @@ class FrameQueue:
         with self._lock:
             return self._items.popleft() if self._items else None
 
+    def hold(self, item: tuple[int, dict], now_wall: float, wait_s: float = 2.0) -> bool:
+        """Put a frame that cannot be taken yet (no camera_info received at all: DDS may resend it
+        seconds late) back at the front, for at most wait_s since it was first held; False when it
+        has waited that long (the caller drops it, counted)."""
+        since = item[1].setdefault("held_since_wall", now_wall)
+        if now_wall - since >= wait_s:
+            return False
+        with self._lock:
+            self._items.appendleft(item)
+        return True
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -65,14 +76,16 @@ class RejectCounter:
         self.counts: dict[str, int] = defaultdict(int)
         self.log_period_s = log_period_s
         self._logged: dict[str, float] = {}
+        self._lock = threading.Lock()  # the input callbacks and the frame thread both reject
 
     def count(self, cause: str, now_wall: float) -> bool:
         """Count one; True when this one should be logged."""
-        self.counts[cause] += 1
-        if now_wall - self._logged.get(cause, -1e9) >= self.log_period_s:
-            self._logged[cause] = now_wall
-            return True
-        return False
+        with self._lock:
+            self.counts[cause] += 1
+            if now_wall - self._logged.get(cause, -1e9) >= self.log_period_s:
+                self._logged[cause] = now_wall
+                return True
+            return False
 
 
 def sensor_now(newest_stamp_s: float, input_idle_s: float, track_timeout_s: float) -> float:

@@ -85,8 +85,8 @@ class ViewBuffer:
         self.cfg = cfg
         self.tracks: dict[int, Track] = {}
         self.lock = threading.Lock()
-        self.counters = {"views_added": 0, "views_replaced": 0, "views_redundant": 0, "views_barely_visible": 0,
-                         "tracks_created": 0, "tracks_dropped_capacity": 0, "tracks_expired": 0}
+        self.counters = {"frames": 0, "views_added": 0, "views_replaced": 0, "views_redundant": 0,
+                         "views_barely_visible": 0, "tracks_created": 0, "tracks_dropped_capacity": 0, "tracks_expired": 0}
         self.dropped: list[Track] = []  # dropped for capacity, not yet taken by the owner (take_dropped)
 
     def add_frame(self, view: View, now_wall_s: float, target_ids: list[int] | None = None) -> list[int]:
@@ -94,6 +94,7 @@ class ViewBuffer:
 
         With depth, only target pixels with a valid depth count as visible: a view whose depth
         is all holes on the target adds nothing and must not take the place of one that would."""
+        self.counters["frames"] += 1
         ids, counts = np.unique(view.labels, return_counts=True)
         if view.depth_m is not None:
             vid, vcount = np.unique(view.labels[view.depth_m > 0], return_counts=True)

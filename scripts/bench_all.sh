@@ -26,3 +26,4 @@ for run in 1 2 3; do $amo bench --speed --views 1,4 --repeats 7 --out "$out/spee
 $amo bench --node --rate 30 --seconds 40 --objects 5 --out "$out/node"
 $amo bench --node --rate 30 --seconds 300 --objects 10 --out "$out/soak"
 $amo bench --fuzz 3000 --out "$out/fuzz"
+$amo bench --fuzz 600 --same-stamp --out "$out/fuzz_same_stamp"

@@ -113,3 +113,27 @@ def test_hypotheses_share_the_object_frame(scene0):
         v, f = conv.mesh_from_msg(obj, m)
         np.testing.assert_allclose(v, h.vertices, atol=1e-9)
         np.testing.assert_array_equal(f, h.faces)
+
+
+def test_precheck_rejects_malformed_inputs_before_synchronization():
+    ok = img("mono16", np.ones((4, 5), np.uint16))
+    conv.precheck("labels", ok, (4, 5))
+    bad = img("mono16", np.ones((4, 5), np.uint16))
+    bad.data = bytes(bad.data)[:10]
+    cases = [("labels", img("yuv422", np.ones((4, 5), np.uint8)), None, "bad_encoding"),
+             ("labels", bad, None, "size_mismatch"),
+             ("labels", ok, (8, 10), "size_mismatch"),  # not the camera's image size
+             ("labels", img("32SC1", -np.ones((4, 5), np.int32)), None, "negative_label"),
+             ("depth", img("rgb8", np.ones((4, 5, 3), np.uint8)), None, "bad_encoding")]
+    for name, msg, size, cause in cases:
+        with pytest.raises(conv.ConversionError) as e:
+            conv.precheck(name, msg, size)
+        assert e.value.cause == cause, (name, cause)
+    info = CameraInfo(height=4, width=5)
+    info.k = [3.0, 0, 2.0, 0, 3.0, 1.5, 0, 0, 1]
+    assert conv.precheck("camera_info", info) == (4, 5)  # what images are then held to
+    info.k = [3.0, 0, 20.0, 0, 3.0, 1.5, 0, 0, 1]  # principal point outside its own image
+    with pytest.raises(conv.ConversionError, match="principal point"):
+        conv.precheck("camera_info", info)
+    info.height = info.width = 0  # size unset (some drivers): K alone is checked
+    assert conv.precheck("camera_info", info) is None

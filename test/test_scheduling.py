@@ -100,3 +100,13 @@ def test_latency_is_from_the_newest_view_to_the_result():
     d = s.diagnostics(ViewBuffer())
     assert d["latency_s_median"] == "1.500" and d["latency_samples"] == 1
     assert s.stats["last_wait_s"] == 0.5 and s.stats["last_run_s"] == 1.0
+
+
+def test_a_frame_waits_a_while_for_its_camera_info_then_is_dropped():
+    q = FrameQueue(4)
+    q.push([(1, {"a": 1}), (2, {"a": 2})])
+    first = q.pop()
+    assert q.hold(first, now_wall=10.0)  # put back in front: order kept
+    assert q.pop() is first and q.hold(first, now_wall=11.9)
+    assert q.pop() is first and not q.hold(first, now_wall=12.0)  # waited 2 s: the caller drops it
+    assert q.pop() == (2, {"a": 2})

@@ -27,8 +27,15 @@ _ENCODINGS = {  # encoding -> (numpy dtype, channels)
 }
 
 
-def image_to_array(msg, allowed: tuple[str, ...]) -> np.ndarray:
-    """sensor_msgs/Image -> (H, W) or (H, W, C) array, honouring step and endianness."""
+COLOR_ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8")
+DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+LABEL_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1", "32SC1")
+
+
+def check_image(msg, allowed: tuple[str, ...]) -> tuple[int, int, int]:
+    """The header checks of an Image, without reading its pixels: (height, width, row bytes);
+    ConversionError on an encoding not allowed, an empty or huge image, or data that does not
+    hold height x step."""
     enc = msg.encoding
     if enc not in allowed or enc not in _ENCODINGS:
         raise ConversionError("bad_encoding", f"'{enc}' (expected one of {', '.join(allowed)})")
@@ -38,12 +45,43 @@ def image_to_array(msg, allowed: tuple[str, ...]) -> np.ndarray:
     if h * w > MAX_PIXELS:
         raise ConversionError("image_too_large", f"{w}x{h}")
     dtype, ch = _ENCODINGS[enc]
-    itemsize = np.dtype(dtype).itemsize
-    row = w * ch * itemsize
+    row = w * ch * np.dtype(dtype).itemsize
+    step = int(msg.step)
+    if step < row or len(msg.data) < step * (h - 1) + row:
+        raise ConversionError("size_mismatch", f"{len(msg.data)} bytes for {w}x{h} {enc} with step {step}")
+    return h, w, row
+
+
+def precheck(name: str, msg, size_hw: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """Reject a malformed input message before it is synchronized, so that it can never take the
+    place of a valid message with the same stamp: the header checks of each image (check_image),
+    the size against the camera's (size_hw, from its camera_info, when known), negative labels,
+    and the intrinsics of a camera_info. A camera_info's own (height, width) is returned, where it
+    states one (drivers may leave it 0): what the images are then held to. ConversionError names
+    the cause."""
+    if name == "camera_info":
+        K = intrinsics_from_msg(msg)
+        h, w = int(msg.height), int(msg.width)
+        if h <= 0 or w <= 0:
+            return None
+        if not (0 <= K[0, 2] <= w and 0 <= K[1, 2] <= h):
+            raise ConversionError("bad_intrinsics", f"principal point outside its {w}x{h} image")
+        return h, w
+    allowed = {"color": COLOR_ENCODINGS, "depth": DEPTH_ENCODINGS, "labels": LABEL_ENCODINGS}[name]
+    h, w, _ = check_image(msg, allowed)
+    if size_hw and size_hw != (h, w):
+        raise ConversionError("size_mismatch", f"{name} is {w}x{h}, the camera's images {size_hw[1]}x{size_hw[0]}")
+    if name == "labels" and msg.encoding == "32SC1":  # the only label encoding that holds negatives
+        labels_from_msg(msg)
+    return None
+
+
+def image_to_array(msg, allowed: tuple[str, ...]) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W) or (H, W, C) array, honouring step and endianness."""
+    h, w, row = check_image(msg, allowed)
+    dtype, ch = _ENCODINGS[msg.encoding]
     step = int(msg.step)
     buf = msg.data if isinstance(msg.data, (bytes, bytearray, memoryview)) else bytes(msg.data)
-    if step < row or len(buf) < step * (h - 1) + row:
-        raise ConversionError("size_mismatch", f"{len(buf)} bytes for {w}x{h} {enc} with step {step}")
     raw = np.frombuffer(buf, np.uint8, count=step * (h - 1) + row)
     if step * h > len(raw):  # the last row need not be padded
         raw = np.concatenate([raw, np.zeros(step * h - len(raw), np.uint8)])
@@ -54,7 +92,7 @@ def image_to_array(msg, allowed: tuple[str, ...]) -> np.ndarray:
 
 
 def color_from_msg(msg) -> np.ndarray:
-    a = image_to_array(msg, ("rgb8", "bgr8", "mono8", "rgba8", "bgra8"))
+    a = image_to_array(msg, COLOR_ENCODINGS)
     if msg.encoding == "mono8":
         return np.repeat(a[:, :, None], 3, axis=2)
     if msg.encoding in ("bgr8", "bgra8"):
@@ -63,7 +101,7 @@ def color_from_msg(msg) -> np.ndarray:
 
 
 def depth_from_msg(msg) -> np.ndarray:
-    a = image_to_array(msg, ("16UC1", "mono16", "32FC1"))
+    a = image_to_array(msg, DEPTH_ENCODINGS)
     if a.dtype == np.uint16:
         d = a.astype(np.float32) * 0.001
     else:
@@ -72,7 +110,7 @@ def depth_from_msg(msg) -> np.ndarray:
 
 
 def labels_from_msg(msg) -> np.ndarray:
-    a = image_to_array(msg, ("mono8", "8UC1", "mono16", "16UC1", "32SC1"))
+    a = image_to_array(msg, LABEL_ENCODINGS)
     lab = a.astype(np.int64)
     if (lab < 0).any():
         raise ConversionError("negative_label")

@@ -1,9 +1,8 @@
-"""amodalgen3d_node: tracked objects' sparse views in, completed closed meshes out.
+"""amodalgen3d_node: tracked objects' sparse views in, completed closed meshes out (docs/ros.md).
 
-Callbacks only synchronize and hand over (sync.py); a frame thread converts (conversions.py) and
-keeps views per track (tracks.py); a worker thread reconstructs, in a child process, through the
-core's one path (worker.py, reconstruct.py). When to take a frame and which track runs next is
-decided ROS-free (scheduling.py).
+Callbacks only check and synchronize (sync.py); a frame thread converts (conversions.py) and keeps
+views per track (tracks.py); a worker thread reconstructs in a child process through the core's
+one path (worker.py). What runs when is decided ROS-free (scheduling.py).
 
     python -m amodalgen3d_ros.ros.node --ros-args --params-file config/amodalgen3d.yaml
 """
@@ -82,6 +81,7 @@ class AmodalGen3DNode(LifecycleNode):
                                       int(self.cfg.sync_slop_s * 1e9) if self.cfg.sync_mode == "approximate" else 0)
         self.infos = LatestBefore(self.cfg.sync_queue_size)
         self.received: dict[str, int] = defaultdict(int)
+        self.camera_size: tuple[int, int] | None = None  # (height, width) of the camera's images
         self.rejects = RejectCounter()
         self.stats: dict[str, float] = defaultdict(float)
         self.schedule = ReconstructionSchedule(self.cfg.min_reconstruct_interval_s, self.cfg.max_tracks, self.stats)
@@ -157,15 +157,12 @@ class AmodalGen3DNode(LifecycleNode):
 
     def _stop_worker(self) -> None:
         """Stop the node's threads and the reconstruction process (frees the model)."""
-        self.stop.set()
-        self.wake.set()
-        self.frame_wake.set()
-        if self.worker is not None:
-            self.worker.join(timeout=5.0)
-            self.worker = None
-        if self.frame_thread is not None:
-            self.frame_thread.join(timeout=5.0)
-            self.frame_thread = None
+        for event in (self.stop, self.wake, self.frame_wake):
+            event.set()
+        for t in (self.worker, self.frame_thread):
+            if t is not None:
+                t.join(timeout=5.0)
+        self.worker = self.frame_thread = None
         if getattr(self, "recon", None) is not None:
             self.recon.close()
             self.recon = None
@@ -210,8 +207,14 @@ class AmodalGen3DNode(LifecycleNode):
             self.rate_count[name] += 1
             self.received[name] += 1
             self._last_input_clock_s = self.get_clock().now().nanoseconds * 1e-9
+            try:  # a malformed message must never take a valid one's place in the synchronizer
+                size = conv.precheck(name, msg, self.camera_size)
+            except conv.ConversionError as e:
+                self._reject(e.cause, f"{name}: {e}")
+                return
             if index < 0:
                 self.infos.add(conv.stamp_to_ns(msg.header.stamp), msg)
+                self.camera_size = size or self.camera_size
                 return
             # one executor thread: sync.add needs no lock of ours; the queue is shared with _take_frames
             matched = self.sync.add(index, conv.stamp_to_ns(msg.header.stamp), msg)
@@ -231,9 +234,10 @@ class AmodalGen3DNode(LifecycleNode):
                 if self.rate_limit.limited(stamp_ns):
                     self.stats["frames_skipped_rate"] += 1
                     continue
-                # looked up now, not at matching: a camera_info a little late is still its own
-                m["camera_info"] = self.infos.get(stamp_ns)
+                m["camera_info"] = self.infos.get(stamp_ns)  # now, not at matching: it may come late
                 if m["camera_info"] is None:
+                    if self.frames.hold(item, time.monotonic()):  # none yet at all: wait a while
+                        break
                     self.stats["frames_without_camera_info"] += 1
                     continue
                 try:
@@ -257,18 +261,16 @@ class AmodalGen3DNode(LifecycleNode):
         except conv.ConversionError as e:
             self._reject(e.cause, str(e))
             return
-        T = None
-        if self.tf is not None:
-            T = self._lookup_pose(m["color"].header.frame_id, m["color"].header.stamp)
-            if T is None:
-                return
+        T = self._lookup_pose(m["color"].header.frame_id, m["color"].header.stamp) if self.tf is not None else None
+        if self.tf is not None and T is None:
+            return
         stamp = m["color"].header.stamp
         view = View(color, depth, K, labels, T, stamp.sec + stamp.nanosec * 1e-9, frame_id=m["color"].header.frame_id)
         now = time.monotonic()
         # only a usable frame (some labelled pixel with depth) takes the rate limiter's slot
         if ((labels > 0) & (depth > 0)).any() if depth is not None else (labels > 0).any():
             self.rate_limit.take(conv.stamp_to_ns(stamp))
-        self._last_frame_stamp_s = view.stamp_s
+        self._last_frame_stamp_s, self.camera_size = view.stamp_s, self.camera_size or labels.shape  # (till a camera_info)
         changed = self.buffer.add_frame(view, now, self.target_ids)
         self.schedule.views_arrived(changed, now)
         if changed:
@@ -277,8 +279,7 @@ class AmodalGen3DNode(LifecycleNode):
     def _on_trigger(self, request, response):
         self.schedule.force(list(self.buffer.tracks))
         self.wake.set()
-        response.success = True
-        response.message = f"queued {len(self.buffer.tracks)} tracks"
+        response.success, response.message = True, f"queued {len(self.buffer.tracks)} tracks"
         return response
 
     def _expire(self) -> None:
@@ -397,10 +398,9 @@ class AmodalGen3DNode(LifecycleNode):
         kv.update(self.schedule.diagnostics(self.buffer))
         kv["results"] = len(self.results)
         kv.update({f"received_{n}": self.received[n] for n in self.input_names})
-        kv.update({"camera_info_exact": self.infos.exact, "camera_info_not_exact": self.infos.not_exact})
-        kv.update({f"rejected_{k}": v for k, v in self.rejects.counts.items()})
-        if self.frames.dropped:
-            kv["frames_dropped_backlog"] = self.frames.dropped
+        kv.update({"camera_info_exact": self.infos.exact, "camera_info_not_exact": self.infos.not_exact,
+                   **{f"rejected_{k}": v for k, v in self.rejects.counts.items()}})
+        kv.update({"frames_dropped_backlog": self.frames.dropped} if self.frames.dropped else {})
         kv.update({f"buffer_{k}": v for k, v in self.buffer.stats().items()})
         kv.update({k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in self.stats.items()})
         st = DiagnosticStatus(name="amodalgen3d_node: pipeline", hardware_id="amodalgen3d")

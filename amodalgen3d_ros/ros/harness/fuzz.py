@@ -1,10 +1,12 @@
 """A process-level fuzz run against the real node: a storm of malformed and hostile inputs over
 DDS, then valid frames, which must still be reconstructed correctly.
 
-    amodalgen3d bench --fuzz 3000 [--out bench_out/fuzz]
+    amodalgen3d bench --fuzz 3000 [--out bench_out/fuzz] [--same-stamp]
 
 Every input is a whole frame (colour, depth, camera info, labels) with one thing wrong, drawn
-from the kinds below. Reported: inputs tried per kind, what the node counted (rejections by
+from the kinds below. With ``same_stamp`` every spoiled frame is followed by the valid frame with
+the same stamp: none of the valid frames may be lost to the spoiled ones (``valid_frames_lost``).
+Reported: inputs tried per kind, what the node counted (rejections by
 cause, sync drops, frames without a usable target), whether it stayed alive, its memory (node
 and reconstruction process) before and after, and the check on the valid frames after the storm.
 """
@@ -20,6 +22,9 @@ import numpy as np
 KINDS = ("unknown_encoding", "short_data", "long_data", "zero_size", "huge_declared", "nan_inf_negative_depth",
          "label_max_uint32", "huge_track_ids", "zero_focal", "nan_intrinsics", "stamp_backwards", "stamp_duplicate",
          "no_target", "wrong_size_labels", "odd_step")
+# the kinds that make a message malformed (the others are valid frames with odd content or stamps)
+MALFORMED = ("unknown_encoding", "short_data", "long_data", "zero_size", "huge_declared", "label_max_uint32",
+             "zero_focal", "nan_intrinsics", "wrong_size_labels", "odd_step")
 
 
 def _frame(kind: str, view, stamp_ns: int, rng: np.random.Generator):
@@ -79,7 +84,7 @@ def _frame(kind: str, view, stamp_ns: int, rng: np.random.Generator):
 
 
 def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: float = 20.0,
-             params: dict | None = None, progress: bool = True) -> dict:
+             params: dict | None = None, progress: bool = True, same_stamp: bool = False) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from tqdm import tqdm
@@ -115,7 +120,9 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
     node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
     node.create_subscription(ReconstructedObjectArray, "/amodalgen3d_node/objects", objects.append, 10)
     rng = np.random.default_rng(seed)
-    tried = {k: 0 for k in KINDS}
+    kinds = MALFORMED if same_stamp else KINDS
+    tried = {k: 0 for k in kinds}
+    valid_sent = 0
     try:
         wait_until_connected(node, pubs, 60.0, proc)
         rss_before = rss_mb()
@@ -123,8 +130,17 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
         last_good = stamp
         period = 1.0 / rate_hz
         t_next = time.monotonic()
+        if same_stamp:  # one valid frame first, taken by the node (it learns the camera's image size from it)
+            for p, m in zip(pubs, _frame("valid", views[0], stamp, rng)):
+                p.publish(m)
+            valid_sent += 1
+            end = time.monotonic() + 30.0
+            while time.monotonic() < end and not (diags and diags[-1].status and any(
+                    x.key == "buffer_frames" and x.value != "0" for x in diags[-1].status[0].values)):
+                rclpy.spin_once(node, timeout_sec=0.1)
+            t_next = time.monotonic()
         for _ in tqdm(range(n_inputs), desc="fuzz", unit="frame", disable=not progress):
-            kind = KINDS[int(rng.integers(len(KINDS)))]
+            kind = kinds[int(rng.integers(len(kinds)))]
             tried[kind] += 1
             view = views[int(rng.integers(len(views)))]
             if kind == "stamp_backwards":
@@ -136,6 +152,10 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
                 s = last_good = stamp  # was never advanced: every "duplicate" repeated the first stamp
             for p, m in zip(pubs, _frame(kind, view, s, rng)):
                 p.publish(m)
+            if same_stamp:  # the valid frame, after the spoiled one, with its stamp
+                for p, m in zip(pubs, _frame("valid", view, s, rng)):
+                    p.publish(m)
+                valid_sent += 1
             t_next += period
             while time.monotonic() < t_next:
                 rclpy.spin_once(node, timeout_sec=max(0.0, t_next - time.monotonic()))
@@ -206,8 +226,8 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
                       "seconds_after_storm": round(seconds_to_valid, 2)})
         check["ok"] = check["watertight"] and check["centroid_error_m"] < 0.03 and 0.6 < check["extent_ratio"] < 1.6
     counted = {k: int(float(v)) for k, v in kv.items() if k.startswith(("rejected_", "sync_dropped", "sync_time", "received_",
-                                                                       "frames_dropped"))
-               or k in ("buffer_views_barely_visible", "buffer_tracks_dropped_capacity", "sync_matched",
+                                                                       "frames_dropped", "frames_without"))
+               or k in ("buffer_frames", "buffer_views_barely_visible", "buffer_tracks_dropped_capacity", "sync_matched",
                         "reconstructions_failed")}
     report = {"inputs_tried": int(sum(tried.values())), "tried_by_kind": tried,
               "rejected_total": int(sum(v for k, v in counted.items() if k.startswith("rejected_"))),
@@ -216,5 +236,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
               "node_exit_code": rc, "storm_tracks_expired": storm_tracks_expired,
               "rss_mb_before": round(rss_before, 1), "rss_mb_after": round(rss_after, 1),
               "valid_after_storm": check}
+    if same_stamp:  # every storm stamp had one valid frame: each must reach the view buffer (the 4 after it too)
+        report.update(valid_frames_sent=valid_sent, valid_frames_lost=valid_sent + 4 - counted.get("buffer_frames", 0))
     (out / "fuzz.json").write_text(json.dumps(report, indent=1))
     return report
