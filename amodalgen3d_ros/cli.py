@@ -25,7 +25,8 @@ def _names(s: str) -> tuple[str, ...]:
 def cmd_synth(a: argparse.Namespace) -> int:
     from .tools.synth import SynthConfig, synth
 
-    cfg = SynthConfig(n_views=a.views, depth_noise=not a.no_noise, width=a.width, height=a.height)
+    cfg = SynthConfig(n_views=a.views, depth_noise=not a.no_noise, width=a.width, height=a.height,
+                      shapes=_shape_sources(a.shapes), real_share=a.real_share, plain_table_prob=a.plain_table)
     synth(a.out, a.scenes, a.seed, a.split, cfg, workers=a.workers)
     return 0
 
@@ -53,7 +54,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
     noise = not a.no_depth_noise  # the same scenes (same seed) with exact depth: a separate folder
     cfg = BenchConfig(data=a.data or f"data/{a.split}{'' if noise else '_clean'}", split=a.split, scenes=a.scenes,
                       views=a.views, methods=methods, unposed=a.unposed, workers=a.workers, depth_noise=noise,
-                      seed=BenchConfig.seed if a.seed is None else a.seed)
+                      seed=BenchConfig.seed if a.seed is None else a.seed, shapes=_shape_sources(a.shapes),
+                      plain_table_prob=a.plain_table)
     if a.quick:
         cfg = BenchConfig(data=a.data or "data/heldout_quick", split=a.split, scenes=min(a.scenes, 4),
                           views=tuple(v for v in a.views if v <= 2) or (1,), methods=methods,
@@ -166,6 +168,18 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _shape_sources(specs: list[str] | None) -> tuple[str, ...]:
+    """--shapes DIR[:units=cm|middle=MIN-MAX|longest=MIN-MAX], repeatable: checked now, one line if wrong."""
+    from .tools.shapes import ShapeSource
+
+    for s in specs or []:
+        try:
+            ShapeSource.parse(s)
+        except ValueError as e:
+            raise _UsageError(str(e)) from None
+    return tuple(specs or ())
+
+
 def _params(pairs: list[str]) -> dict[str, str]:
     out = {}
     for p in pairs or []:
@@ -197,6 +211,15 @@ class _UsageError(Exception):
     pass
 
 
+def _scene_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shapes", action="append", metavar="DIR[:OPTIONS]",
+                   help="a folder of real meshes (obj/ply/stl) for the targets, one object in four held out by name; "
+                        "OPTIONS: units=m|cm|mm, or middle=MIN-MAX / longest=MIN-MAX metres where a collection lost its "
+                        "sizes (repeatable)")
+    p.add_argument("--plain-table", type=float, default=0.0, metavar="P",
+                   help="share of scenes on a plain, low-texture table (default 0: textured)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="amodalgen3d", description="Amodal 3D object completion from sparse RGB-D views.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -211,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=int, default=240)
     s.add_argument("--no-noise", action="store_true", help="exact depth, no sensor noise or holes")
     s.add_argument("--workers", type=int, default=None)
+    _scene_options(s)
+    s.add_argument("--real-share", type=float, default=1.0, help="with --shapes: share of scenes whose target is real")
     s.set_defaults(fn=cmd_synth)
 
     r = sub.add_parser("reconstruct", help="complete one object from a views directory")
@@ -236,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--prior", default=None, metavar="WEIGHTS",
                    help="benchmark the 2D amodal prior (these weights) against the trivial prior instead")
     b.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
+    _scene_options(b)
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--out", default="bench_out")
     b.add_argument("--allow-failures", action="store_true")

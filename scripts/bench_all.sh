@@ -19,6 +19,12 @@ $amo bench --split heldout --no-depth-noise --scenes 30 --views 1,4 --methods "$
   --out "$out/clean_depth"
 $amo bench --split heldout --data data/heldout120 --scenes 30 --views 1,2,4 --methods "amodalgen3d?hypotheses=4" \
   --out "$out/hypotheses"
+if [ -n "${REAL_SHAPES:-}" ]; then  # the collections of the README's "Real scanned shapes", checked out under it
+  $amo bench --split heldout --data data/real_heldout24 --scenes 24 --views 1,2,4 --plain-table 0.5 \
+    --shapes "$REAL_SHAPES/kit:middle=0.05-0.09" --shapes "$REAL_SHAPES/stable_hope_objects" \
+    --shapes "$REAL_SHAPES/stable_scanned_objects" \
+    --methods "$learned,visible,convex_hull,support_hull,symmetry,tsdf" --out "$out/real_heldout24"
+fi
 $amo bench --poses --split heldout --data data/heldout120 --scenes 60 --out "$out/poses"
 $amo bench --prior amodalgen3d_ros/weights/amodal_prior.safetensors --data data/heldout120 --scenes 60 --out "$out/prior"
 # quiet machine for these: nothing else running

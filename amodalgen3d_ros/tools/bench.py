@@ -53,6 +53,8 @@ class BenchConfig:
     unposed: bool = False
     depth_noise: bool = True
     workers: int = 2
+    shapes: tuple[str, ...] = ()  # real mesh folders for the targets (synth.SynthConfig.shapes)
+    plain_table_prob: float = 0.0
     seed: int = BENCH_SEED
 
 
@@ -60,18 +62,20 @@ def ensure_scenes(cfg: BenchConfig, progress: bool = True) -> list[Path]:
     """The benchmark's scenes, synthesized once (deterministic for the seed) if missing."""
     root = Path(cfg.data)
     manifest = root / "manifest.json"
+    synth_cfg = synth.SynthConfig(depth_noise=cfg.depth_noise, shapes=cfg.shapes, plain_table_prob=cfg.plain_table_prob)
     if manifest.exists():  # scenes made otherwise must not be measured under this config's name
-
         m = json.loads(manifest.read_text())
-        made = {"seed": m.get("seed"), "split": m.get("split"), "depth_noise": m.get("config", {}).get("depth_noise")}
-        want = {"seed": cfg.seed, "split": cfg.split, "depth_noise": cfg.depth_noise}
+        made_cfg = m.get("config", {})
+        made = {"seed": m.get("seed"), "split": m.get("split"), "depth_noise": made_cfg.get("depth_noise"),
+                "shapes": list(made_cfg.get("shapes", [])), "plain_table_prob": made_cfg.get("plain_table_prob", 0.0)}
+        want = {"seed": cfg.seed, "split": cfg.split, "depth_noise": cfg.depth_noise, "shapes": list(cfg.shapes),
+                "plain_table_prob": cfg.plain_table_prob}
         if made != want:
             raise SceneFolderError(f"{root} holds scenes made with {made}, not {want}: choose another --data folder"
                                    f"{' or pass --seed ' + str(made['seed']) if made['seed'] != want['seed'] else ''}")
     have = synth.scene_dirs(root)
     if len(have) < cfg.scenes:
-        synth.synth(root, cfg.scenes, cfg.seed, cfg.split, synth.SynthConfig(depth_noise=cfg.depth_noise),
-                    workers=cfg.workers, progress=progress)
+        synth.synth(root, cfg.scenes, cfg.seed, cfg.split, synth_cfg, workers=cfg.workers, progress=progress)
         have = synth.scene_dirs(root)
     return have[:cfg.scenes]
 
@@ -120,7 +124,8 @@ def bench_scene(args: tuple) -> list[dict]:
             views = [View(v.color, v.depth_m, v.K, v.labels, None, v.stamp_s, v.name) for v in views]
         occ = float(np.mean(gt["occlusion"][:n]))
         for method in cfg.methods:
-            row = {"scene": scene.name, "family": gt["family"], "views": n, "method": method_label(method),
+            row = {"scene": scene.name, "family": gt["family"], "shape": gt.get("shape", ""), "views": n,
+                   "method": method_label(method),
                    "occlusion": occ, "posed": not cfg.unposed}
             try:
                 t0 = time.perf_counter()
@@ -270,7 +275,7 @@ def markdown(summary: dict, title: str) -> str:
         lines += ["", "### By shape family", "", "| views | method | family | n | " + " | ".join(FAMILY_METRICS) + " |",
                   "|" + "---|" * (len(FAMILY_METRICS) + 4)]
         for key, st in summary["by_family"].items():
-            n, m, fam = key.split("/")
+            n, m, fam = key.split("/", 2)
             lines.append(f"| {n} | {m} | {fam} | {st['n']} | " + " | ".join(f"{st[k]:.3g}" for k in FAMILY_METRICS) + " |")
     if summary["failures"]:
         lines += ["", "Failures (counted, not hidden): " + ", ".join(f"{k}: {v}" for k, v in summary["failures"].items())]

@@ -1,13 +1,18 @@
-"""Procedural tabletop objects and pybullet's random_urdfs, all watertight, in metres.
+"""Tabletop objects, all watertight, in metres: procedural families, pybullet's random_urdfs, and
+folders of real meshes (scans and models; ``synth --shapes DIR``).
 
 Every shape is returned in its own frame: base on z = 0, centred on the z axis.
-Splits: ``superquadric`` and every fifth random_urdfs object are held out from training.
+Splits: ``superquadric``, every fifth random_urdfs object and one real object in four (by name)
+are held out from training.
 """
 
 from __future__ import annotations
 
 import os
+import zlib
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import trimesh
@@ -147,5 +152,130 @@ def random_pose_on_table(m: trimesh.Trimesh, rng: np.random.Generator, lying_pro
     m = m.copy()
     if rng.random() < lying_prob:
         m.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0]))
+    m.apply_transform(trimesh.transformations.rotation_matrix(rng.uniform(0, 2 * np.pi), [0, 0, 1]))
+    return to_base_frame(m)
+
+
+# --------------------------------------------------------------------------------------------
+# Real meshes: folders of scanned or modelled objects (obj, ply, stl)
+# --------------------------------------------------------------------------------------------
+
+MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb")
+HELDOUT_SHARE = 4  # one object in four of each collection is held out from training
+
+
+@dataclass(frozen=True)
+class ShapeSource:
+    """A folder of real meshes and how to bring them to metres. ``spec`` is ``DIR`` or
+    ``DIR:key=value,...`` with keys ``units`` (m, cm, mm; default: guessed per mesh from its size)
+    and ``middle`` or ``longest`` (``MIN-MAX`` metres: the collection lost its sizes, so that side is
+    drawn per object, deterministically from its name, in this range)."""
+
+    root: str
+    units: str = ""
+    middle: tuple[float, float] | None = None
+    longest: tuple[float, float] | None = None
+
+    @staticmethod
+    def parse(spec: str) -> ShapeSource:
+        root, _, opts = spec.partition(":")
+        kw: dict = {}
+        for item in filter(None, opts.split(",")):
+            k, _, v = item.partition("=")
+            if k == "units" and v in ("m", "cm", "mm"):
+                kw[k] = v
+            elif k in ("middle", "longest"):
+                lo, _, hi = v.partition("-")
+                try:
+                    kw[k] = (float(lo), float(hi or lo))
+                except ValueError:
+                    raise ValueError(f"{spec}: {k} takes MIN-MAX metres, got '{v}'") from None
+            else:
+                raise ValueError(f"{spec}: unknown option '{item}' (units=m|cm|mm, middle=MIN-MAX, longest=MIN-MAX)")
+        if not Path(root).is_dir():
+            raise ValueError(f"{root}: not a folder of meshes")
+        return ShapeSource(root, **kw)
+
+
+def mesh_files(source: ShapeSource) -> list[Path]:
+    """The source's mesh files, sorted; collision and visual duplicates of one object (HOPE's
+    ``*_coll.obj``, ``*_col.obj``) are left out, as are YCB folders (an outside held-out set)."""
+    out = []
+    for p in sorted(Path(source.root).rglob("*")):
+        low = str(p.relative_to(source.root)).lower()
+        if p.suffix.lower() not in MESH_SUFFIXES or "ycb" in low or low.endswith(("_coll.obj", "_col.obj")):
+            continue
+        out.append(p)
+    return out
+
+
+def object_name(source: ShapeSource, path: Path) -> str:
+    """An object's name: its folder's, where each object has one (``alphabet_soup/textured.obj``),
+    else the file's."""
+    rel = path.relative_to(source.root)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def object_split(name: str) -> str:
+    """'heldout' for one object in HELDOUT_SHARE (by a stable hash of its name), else 'train'."""
+    return "heldout" if zlib.crc32(name.encode()) % HELDOUT_SHARE == 0 else "train"
+
+
+def real_shapes(sources: tuple[str, ...], split: str) -> list[tuple[ShapeSource, Path]]:
+    """Every (source, mesh file) of the split, in a fixed order."""
+    parsed = [ShapeSource.parse(s) for s in sources]
+    return [(s, p) for s in parsed for p in mesh_files(s) if object_split(object_name(s, p)) == split]
+
+
+def _to_metres(m: trimesh.Trimesh, source: ShapeSource, name: str) -> trimesh.Trimesh:
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    if source.middle or source.longest:
+        lo, hi = source.middle or source.longest  # type: ignore[misc]
+        side = float(np.sort(m.extents)[1] if source.middle else m.extents.max())
+        m.apply_scale(rng.uniform(lo, hi) / max(side, 1e-9))
+        return m
+    scale = {"m": 1.0, "cm": 0.01, "mm": 0.001}.get(source.units)
+    if scale is None:  # the unit that puts the object at household size (2-60 cm)
+        e = float(m.extents.max())
+        scale = next((s for s in (1.0, 0.01, 0.001) if 0.02 <= e * s <= 0.6), 1.0)
+    m.apply_scale(scale)
+    return m
+
+
+@lru_cache(maxsize=256)
+def load_real_mesh(source: ShapeSource, path: Path) -> trimesh.Trimesh:
+    """A real mesh in metres, closed and outward, base on z = 0. A mesh that is not watertight
+    (scans with holes, models split into parts) is replaced by the surface of its filled
+    voxelization at 1/96 of its size: rendering and the ground truth's inside test need a closed
+    surface; the voxel surface differs from the mesh by under a voxel."""
+    m = trimesh.load(path, force="mesh", process=True)
+    if not isinstance(m, trimesh.Trimesh) or len(m.faces) == 0:
+        raise ValueError(f"{path}: no triangles")
+    m = _to_metres(m, source, f"{Path(source.root).name}/{object_name(source, path)}")
+    m.merge_vertices()
+    if not m.is_watertight:
+        trimesh.repair.fill_holes(m)
+    if not m.is_watertight:
+        pitch = float(m.extents.max()) / 96
+        m = m.voxelized(pitch).fill().marching_cubes
+        m.apply_scale(pitch)  # (marching_cubes is in voxel units, from the voxel grid's origin)
+    trimesh.repair.fix_normals(m)
+    if m.volume < 0:
+        m.invert()
+    return to_base_frame(m)
+
+
+def rest_pose(m: trimesh.Trimesh, rng: np.random.Generator) -> trimesh.Trimesh:
+    """One of the mesh's stable resting poses on a plane (quasi-static physics on its convex hull,
+    drawn by their probability: upright and lying), random yaw; base on z = 0."""
+    m = m.copy()
+    try:
+        transforms, probs = m.convex_hull.compute_stable_poses(n_samples=1)
+    except Exception:  # a degenerate hull: as made
+        transforms, probs = [np.eye(4)], np.ones(1)
+    if len(transforms):
+        p = np.asarray(probs, float)
+        k = int(rng.choice(len(transforms), p=p / p.sum())) if p.sum() > 0 else 0
+        m.apply_transform(transforms[k])
     m.apply_transform(trimesh.transformations.rotation_matrix(rng.uniform(0, 2 * np.pi), [0, 0, 1]))
     return to_base_frame(m)

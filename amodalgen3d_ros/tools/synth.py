@@ -15,6 +15,7 @@ import json
 import os
 import zlib
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -42,6 +43,11 @@ class SynthConfig:
     depth_noise: bool = True  # consumer RGB-D noise model and holes
     occluder_in_front_prob: float = 0.6  # place one object between the target and view 000
     occupancy_res: int = 64
+    # folders of real meshes (shapes.ShapeSource specs): targets are drawn from their objects of
+    # the split, real_share of the scenes (the rest procedural); none: procedural only
+    shapes: tuple[str, ...] = ()
+    real_share: float = 1.0
+    plain_table_prob: float = 0.0  # a plain, low-texture table (image features scarce) instead of a textured one
 
 
 def intrinsics(cfg: SynthConfig) -> np.ndarray:
@@ -108,6 +114,22 @@ class Material:
         return self.base * (1 - a[:, None]) + self.second * a[:, None]
 
 
+def plain_material(rng: np.random.Generator) -> Material:
+    """A plain table: one colour with faint, coarse variation (what a painted or laminated top shows)."""
+    base = rng.uniform(0.3, 0.9) * np.array([1.0, rng.uniform(0.9, 1.0), rng.uniform(0.8, 1.0)])
+    return Material(base, np.clip(base * rng.uniform(0.9, 1.1), 0, 1), float(rng.uniform(5, 15)),
+                    int(rng.integers(1 << 30)), float(rng.uniform(0.5, 1.0)))
+
+
+@lru_cache(maxsize=8)
+def real_objects(sources: tuple[str, ...], split: str) -> list:
+    """The real meshes of the split (shapes.real_shapes), listed once per process."""
+    objects = shapes.real_shapes(sources, split)
+    if not objects:
+        raise ValueError(f"no {split} meshes in {', '.join(sources)}")
+    return objects
+
+
 def random_material(rng: np.random.Generator, fmin: float = 60, fmax: float = 200) -> Material:
     base = rng.uniform(0.05, 1.0, 3)
     second = np.clip(1.05 - base + rng.normal(0, 0.15, 3), 0.02, 1.0)  # contrasting, so texture shows
@@ -127,6 +149,7 @@ class Scene:
     target_index: int
     family: str
     light_dir: np.ndarray
+    shape: str = ""  # a real target's object name (family: its collection)
 
 
 def footprint_radius(m: trimesh.Trimesh) -> float:
@@ -136,8 +159,15 @@ def footprint_radius(m: trimesh.Trimesh) -> float:
 def make_scene(rng: np.random.Generator, split: str, cfg: SynthConfig, azimuths: list[float]) -> Scene:
     """A target and 1-5 others; the first two others may stand in front of views 000 and 003."""
     families = shapes.HELDOUT_FAMILIES if split == "heldout" else shapes.TRAIN_FAMILIES
-    family = families[int(rng.integers(len(families)))]
-    target = shapes.random_pose_on_table(shapes.make_family(family, rng, split), rng)
+    # (random draws only where a feature is on: the procedural scenes stay what they were)
+    real = real_objects(cfg.shapes, split) if cfg.shapes and rng.random() < cfg.real_share else []
+    if real:
+        source, path = real[int(rng.integers(len(real)))]
+        family, shape = f"real:{Path(source.root).name}", shapes.object_name(source, path)
+        target = shapes.rest_pose(shapes.load_real_mesh(source, path), rng)
+    else:
+        family, shape = families[int(rng.integers(len(families)))], ""
+        target = shapes.random_pose_on_table(shapes.make_family(family, rng, split), rng)
     placed = [(np.zeros(2), footprint_radius(target))]
     meshes = [target]
     n_others = int(rng.integers(cfg.min_others, cfg.max_others + 1))
@@ -167,9 +197,10 @@ def make_scene(rng: np.random.Generator, split: str, cfg: SynthConfig, azimuths:
     table = trimesh.creation.box(extents=[1.6, 1.6, 0.04])
     table.apply_translation([0, 0, -0.02])
     ids = [0] + [int(i) for i in rng.choice(np.arange(1, 250), len(meshes), replace=False)]
-    mats = [random_material(rng, 40, 120)] + [random_material(rng) for _ in meshes]
+    plain = cfg.plain_table_prob > 0 and rng.random() < cfg.plain_table_prob
+    mats = [plain_material(rng) if plain else random_material(rng, 40, 120)] + [random_material(rng) for _ in meshes]
     light = np.array([rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5), 1.0])
-    return Scene([table] + meshes, ids, mats, 1, family, light / np.linalg.norm(light))
+    return Scene([table] + meshes, ids, mats, 1, family, light / np.linalg.norm(light), shape)
 
 
 def camera_azimuths(rng: np.random.Generator, cfg: SynthConfig) -> list[float]:
@@ -270,6 +301,7 @@ class RenderedScene:
     occlusion: list[float]  # hidden share of the target's in-image amodal area, per view
     family: str
     noiseless_depths: list[np.ndarray]
+    shape: str = ""  # a real target's object name
 
 
 def render_scene(seed: int, split: str, index: int, cfg: SynthConfig = SynthConfig(),
@@ -302,7 +334,7 @@ def render_scene(seed: int, split: str, index: int, cfg: SynthConfig = SynthConf
         # the reference view must see the target
         if (views[0].labels == scene.ids[scene.target_index]).sum() >= 30:
             break
-    return RenderedScene(views, scene.ids[scene.target_index], target, am, ad, occ, scene.family, clean)
+    return RenderedScene(views, scene.ids[scene.target_index], target, am, ad, occ, scene.family, clean, scene.shape)
 
 
 def occupancy_grid(mesh: trimesh.Trimesh, res: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -328,7 +360,7 @@ def write_scene(out: Path, rs: RenderedScene, cfg: SynthConfig, meta: dict) -> N
     occ, origin, vox = occupancy_grid(rs.target_mesh, cfg.occupancy_res)
     np.savez_compressed(gt / "occupancy.npz", occupancy=np.packbits(occ), shape=occ.shape,
                         origin=origin, voxel_m=vox)
-    info = dict(meta, target_id=rs.target_id, family=rs.family, occlusion=rs.occlusion,
+    info = dict(meta, target_id=rs.target_id, family=rs.family, shape=rs.shape, occlusion=rs.occlusion,
                 T_world_camera=[v.T_world_cam.reshape(-1).tolist() for v in rs.views],  # type: ignore[union-attr]
                 target_extent_m=rs.target_mesh.extents.tolist(), config=asdict(cfg))
     (gt / "gt.json").write_text(json.dumps(info))
