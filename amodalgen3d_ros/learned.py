@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,7 @@ class LearnedMethod:
                 self.sigma_scale, self.sigma_floor_m, self.occlusion_gain_m = (
                     c["sigma_scale"], c["sigma_floor_m"], c["occlusion_gain_m"])
                 self.confidence_by_views = confidence_params_by_views(cal.get("confidence_by_views", {}))
+        self.stage_seconds: dict[str, float] = {}  # of the last call (__call__)
         self.fcfg = FeatureConfig(res=self.model.cfg.res, crop=self.model.cfg.crop, max_views=self.model.cfg.max_views,
                                   amodal_prior=self.model.cfg.amodal_prior)
 
@@ -163,8 +165,10 @@ class LearnedMethod:
 
     def field(self, obs) -> dict:
         """The fine occupancy field in the cube (before the surface level is applied)."""
+        t0 = time.perf_counter()
         mi = model_inputs(obs, self.fcfg, prior=self.prior)
         prob, each = self.occupancy_samples(mi)  # confidence is read from prob's slope (surface_sigma)
+        self.stage_seconds = {"network": time.perf_counter() - t0}  # the prior, the inputs and the networks
         R, Rf = prob.shape[0], self.fine_res
         f = Rf / R
         grid = mi.grid(Rf)
@@ -254,13 +258,17 @@ class LearnedMethod:
 
     def __call__(self, obs):
         """(mesh, per-vertex confidence), and with hypotheses > 0 also the first K samples' meshes
-        (each through the same agreement with what was seen, confidence not read for them)."""
+        (each through the same agreement with what was seen, confidence not read for them).
+        ``stage_seconds`` then holds the call's split: network (with the prior and the inputs) and
+        surface (agreement with the views, local decoder, meshing, confidence)."""
+        t0 = time.perf_counter()
         fd = self.field(obs)
         level = self.level_for(fd["n_views"])
         mesh, conf = self.mesh(fd, level)
-        if not self.hypotheses:
-            return mesh, conf
-        return mesh, conf, [self.mesh({**fd, "field": h}, level)[0] for h in fd["hypotheses"]]
+        out = (mesh, conf) if not self.hypotheses else (
+            mesh, conf, [self.mesh({**fd, "field": h}, level)[0] for h in fd["hypotheses"]])
+        self.stage_seconds["surface"] = time.perf_counter() - t0 - self.stage_seconds["network"]
+        return out
 
 
 def surface_sigma(field: np.ndarray, grid, vertices: np.ndarray) -> np.ndarray:
@@ -314,7 +322,7 @@ def confidence_from_sigma(sigma: np.ndarray, scale: float = 1.0, floor_m: float 
                           visible_fraction: float | np.ndarray = 1.0) -> np.ndarray:
     """P(|offset| <= tol) = erf(tol / (s sqrt 2)) for an offset with std
     s = sqrt((scale sigma)^2 + floor^2 + (occlusion_gain (1 - visible_fraction))^2): scale, floor
-    and gain are fitted on validation scenes (calibrate.py). The floor stands for the error no
+    and gain are fitted on validation scenes (tools/calibrate.py). The floor stands for the error no
     slope shows (the grid, the smoothing, a confidently wrong network); the occlusion term for the
     part of it that grows as less of the object was seen (the samples agree on a guess as readily
     as on a measurement: fitted on the slope alone, mostly hidden objects were over-stated)."""

@@ -43,6 +43,9 @@ class Reconstruction:
     registration: list[dict] = field(default_factory=list)
     # the generator's samples as meshes (same frame), when asked for ("amodalgen3d?hypotheses=K")
     hypotheses: list[trimesh.Trimesh] = field(default_factory=list)
+    # where the seconds went: observation (poses, fusion), then the method's own split where it
+    # keeps one (learned: network, surface), else the method's whole time
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict:
         return {"track_id": self.track_id, "n_views_used": self.n_views_used, "frame": self.frame,
@@ -51,7 +54,8 @@ class Reconstruction:
                 "n_vertices": int(len(self.mesh.vertices)), "n_faces": int(len(self.mesh.faces)),
                 "watertight": bool(self.mesh.is_watertight),
                 "vertex_confidence": [round(float(c), 3) for c in self.vertex_confidence],
-                "registration": self.registration, "hypotheses": len(self.hypotheses)}
+                "registration": self.registration, "hypotheses": len(self.hypotheses),
+                "seconds_by_stage": {k: round(v, 4) for k, v in self.stage_seconds.items()}}
 
 
 MethodFn = Callable[[Observation], "trimesh.Trimesh | tuple[trimesh.Trimesh, np.ndarray]"]
@@ -118,9 +122,13 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
             learned = learned_method(base, weights or None, **opts)
         except ValueError as e:
             raise ViewsFormatError(f"'{name}': {e}") from None
-        return name, lambda obs: learned(obs)
+        return name, learned
     if name not in methods:
         raise ViewsFormatError(f"unknown method '{name}' (choose from auto, {', '.join(sorted(methods))})")
+    if name not in BASELINES:  # the learned method itself (not a wrapper): it keeps its stage_seconds
+        from .learned import learned_method
+
+        return name, learned_method(name)
     return name, methods[name]
 
 
@@ -130,7 +138,9 @@ def reconstruct(views: list[View], target_id: int, method: str | tuple[str, Meth
     name, fn = resolve_method(method) if isinstance(method, str) else method
     t0 = time.perf_counter()
     obs = observe(views, target_id, seed=seed, poses=poses)
+    t1 = time.perf_counter()
     out = fn(obs)
+    stages = {"observation": t1 - t0, **getattr(fn, "stage_seconds", {"method": time.perf_counter() - t1})}
     out = out if isinstance(out, tuple) else (out, None)
     mesh, conf, hypotheses = out[0], out[1], (out[2] if len(out) > 2 else [])
     conf, colors = colorize(mesh, obs, conf)
@@ -142,7 +152,8 @@ def reconstruct(views: list[View], target_id: int, method: str | tuple[str, Meth
         else:
             regs.append({"view": i, "registered": r.ok, "by": r.method, "fitness": round(r.fitness, 3), "reason": r.reason})
     return Reconstruction(mesh, obs.frame, target_id, name, len(obs.used_views()),
-                          obs.fused.visible_fraction, time.perf_counter() - t0, conf, colors, regs, hypotheses)
+                          obs.fused.visible_fraction, time.perf_counter() - t0, conf, colors, regs, hypotheses,
+                          stages)
 
 
 def save(rec: Reconstruction, path: str | Path) -> tuple[Path, Path]:

@@ -56,7 +56,7 @@ def load_method(spec: MethodSpec):
 
 def _pack(rec) -> dict:
     d = {k: getattr(rec, k) for k in ("frame", "track_id", "method", "n_views_used", "visible_fraction", "seconds",
-                                      "vertex_confidence", "vertex_colors", "registration")}
+                                      "vertex_confidence", "vertex_colors", "registration", "stage_seconds")}
     d["vertices"] = np.asarray(rec.mesh.vertices, np.float64)
     d["faces"] = np.asarray(rec.mesh.faces, np.int64)
     d["hypotheses"] = [(np.asarray(h.vertices, np.float64), np.asarray(h.faces, np.int64)) for h in rec.hypotheses]

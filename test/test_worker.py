@@ -73,3 +73,20 @@ def test_hypotheses_cross_the_process_boundary(scene0):
     for ha, hb in zip(a.hypotheses, b.hypotheses):
         np.testing.assert_allclose(ha.vertices, hb.vertices, atol=1e-6)
         np.testing.assert_array_equal(ha.faces, hb.faces)
+
+
+def test_a_result_says_where_its_seconds_went(tmp_path):
+    """Observation, then the learned method's own split (network, surface), through the worker
+    process too (the node publishes them in /diagnostics)."""
+    from amodalgen3d_ros.reconstruct import reconstruct
+    from amodalgen3d_ros.tools import synth
+
+    scene = synth.render_scene(7, "heldout", 0, synth.SynthConfig(width=160, height=120, n_views=2))
+    rec = reconstruct(scene.views, scene.target_id, "amodal_regressor")
+    assert set(rec.stage_seconds) == {"observation", "network", "surface"}
+    assert all(s > 0 for s in rec.stage_seconds.values()) and sum(rec.stage_seconds.values()) <= rec.seconds
+    w = ReconstructionWorker(MethodSpec("support_hull"))
+    try:
+        assert set(w.reconstruct(scene.views, scene.target_id, 60).stage_seconds) == {"observation", "method"}
+    finally:
+        w.close()

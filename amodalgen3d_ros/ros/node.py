@@ -339,7 +339,7 @@ class AmodalGen3DNode(LifecycleNode):
         self.schedule.run_succeeded(tid)
         self.results[tid] = conv.reconstructed_object(rec, conv.result_header(rec.frame, views, self.cfg.world_frame))
         self._publish(changed=[tid])
-        self.stats["last_inference_s"] = rec.seconds  # the reconstruction alone
+        self.stats.update(last_inference_s=rec.seconds, **{f"last_{k}_s": s for k, s in rec.stage_seconds.items()})
         if not final:
             self.schedule.latency(t_in, t0, time.monotonic())
         if self.cfg.output_dir:

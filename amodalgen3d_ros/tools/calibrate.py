@@ -6,8 +6,8 @@ volume); the level at which the surface is drawn is chosen on fresh scenes of th
 drawn with another seed, to maximise the mean of F-score@10 mm and IoU: one level for each view
 count calibrated (1, 2, 3, 4, 6, 8; an object is scored under the count whose fit the method will use,
 that of the views it kept), and one pooled; then, at each count's level, how much lower it lies in
-hidden space, where no ray saw (model.hidden_space), by the same score. Then, at those levels, the
-confidence P(surface within 5 mm) read from the field's slope (model.py: surface_sigma) is fitted to how often the inferred
+hidden space, where no ray saw (learned.hidden_space), by the same score. Then, at those levels, the
+confidence P(surface within 5 mm) read from the field's slope (learned.surface_sigma) is fitted to how often the inferred
 vertices really are within 5 mm of the truth: a scale on the slope's std, a floor under it and an
 error that grows with the share of the object its views did not see (the samples agree on a
 guess as readily as on a measurement), minimising the Brier score: once pooled and once per view
@@ -38,7 +38,7 @@ from . import synth
 from .metrics import evaluate, expected_calibration_error, sample_surface
 
 LEVELS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
-# how much lower the level lies in hidden space (model.hidden_space), searched at each count's level
+# how much lower the level lies in hidden space (learned.hidden_space), searched at each count's level
 HIDDEN_OFFSETS = (0.0, 0.05, 0.1, 0.15, 0.2)
 # down to 1/16: the 2700-scene decoder's pooled fit sat on the old lower end, 0.25 (re-fitted on
 # this grid it stays at 0.25, floor and occlusion term 2 mm each: a true optimum, not the edge)
