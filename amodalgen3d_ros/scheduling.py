@@ -117,6 +117,7 @@ class ReconstructionSchedule:
         self.failed: dict[int, str] = {}  # track -> why its last run failed
         self.latencies: deque[float] = deque(maxlen=2000)  # newest view in -> its result out, s
         self._expired: list[Track] = []
+        self._why_none: dict[int, str] = {}  # ended tracks that got no final run, and why
         self._lock = threading.Lock()
         self.expiring = 0  # expired tracks whose final run is not done yet (a replay waits for 0)
 
@@ -190,6 +191,7 @@ class ReconstructionSchedule:
         for t in dropped or []:
             t.reconstructed_version = t.version
             t.views = []
+            self._why_none[t.track_id] = "dropped for capacity (more than max_tracks tracks at once)"
         tracks = (dropped or []) + tracks
         if not tracks:
             return tracks
@@ -200,21 +202,27 @@ class ReconstructionSchedule:
                 if t.views:
                     t.views = []
                     self.stats["final_runs_skipped_backlog"] += 1
+                    self._why_none[t.track_id] = "its final run was skipped (more than max_tracks ended tracks waiting)"
         return tracks
 
     def next_expired(self) -> Track | None:
         with self._lock:
             return self._expired.pop(0) if self._expired else None
 
-    def final_run_done(self, tid: int) -> None:
-        """An expired track's final run is over (or was not needed): account for it and forget it."""
+    def final_run_done(self, tid: int) -> str | None:
+        """An expired track's final run is over (or was not needed): account for it and forget it.
+        Returns why it ended without any result (counted by kind), or None when it had one."""
         with self._lock:
             self.expiring -= 1
+            why = self._why_none.pop(tid, None)
         self.forced.discard(tid)
         self.newest_view_wall.pop(tid, None)  # per-track state goes with the track: ids churn without end
         self.last_run_wall.pop(tid, None)
+        failed = self.failed.pop(tid, None)
         if tid in self.with_result:
             self.with_result.discard(tid)
-        else:
-            self.stats["tracks_ended_without_result_" + ("failed" if tid in self.failed else "not_reconstructed")] += 1
-        self.failed.pop(tid, None)
+            return None
+        self.stats["tracks_ended_without_result_" + ("failed" if failed else "not_reconstructed")] += 1
+        if failed:
+            return f"its reconstruction failed ({failed})"
+        return why or "no reconstruction ran (no view of it was kept: too few visible pixels with depth)"

@@ -74,8 +74,10 @@ def test_every_ended_track_has_a_result_or_a_counted_reason():
     s.run_succeeded(1)
     s.run_failed(2, "TimeoutError: took too long")
     assert s.expired([ok, failed, never]) == [ok, failed, never] and s.expiring == 3
+    why = {}
     while (t := s.next_expired()) is not None:
-        s.final_run_done(t.track_id)
+        why[t.track_id] = s.final_run_done(t.track_id)
+    assert why[1] is None and "failed (TimeoutError" in why[2] and "no view of it was kept" in why[3]
     assert s.expiring == 0 and not s.failed and not s.with_result
     assert s.stats["tracks_ended_without_result_failed"] == 1
     assert s.stats["tracks_ended_without_result_not_reconstructed"] == 1
@@ -90,6 +92,8 @@ def test_final_runs_are_bounded_and_dropped_tracks_get_none():
     assert out[0] is dropped and dropped.views == [] and dropped.reconstructed_version == 3
     assert [bool(t.views) for t in tracks] == [False, False, True, True]
     assert s.stats["final_runs_skipped_backlog"] == 2
+    why = {t.track_id: s.final_run_done(t.track_id) for t in out}
+    assert "capacity" in why[9] and "skipped" in why[0] and "skipped" in why[1]
 
 
 def test_latency_is_from_the_newest_view_to_the_result():

@@ -308,7 +308,8 @@ class AmodalGen3DNode(LifecycleNode):
                         if t.version != t.reconstructed_version and t.views:
                             self._run(t.track_id, [k.view for k in t.views], t.version, final=True)
                     finally:
-                        self.schedule.final_run_done(t.track_id)
+                        if why := self.schedule.final_run_done(t.track_id):  # none: said, with why
+                            self.get_logger().warning(f"track {t.track_id} ended without a result: {why}")
                     ended.append(t.track_id)
                 self._forget(ended)  # one withdrawal for the lot, not one per track
                 due = self.schedule.due(self.buffer, time.monotonic())
@@ -393,10 +394,9 @@ class AmodalGen3DNode(LifecycleNode):
         kv.update(self.sync.diagnostics())
         # reader-side matching: peers wait for inputs_connected before they publish (a writer that
         # sees the subscription may still be unknown to the reader, which drops its data)
-        kv.update({"frames_pending": len(self.frames), "inputs": len(self.input_names),
+        kv.update({"frames_pending": len(self.frames), "inputs": len(self.input_names), "results": len(self.results),
                    "inputs_connected": sum(s.get_publisher_count() > 0 for s in self.subs)})
         kv.update(self.schedule.diagnostics(self.buffer))
-        kv["results"] = len(self.results)
         kv.update({f"received_{n}": self.received[n] for n in self.input_names})
         kv.update({"camera_info_exact": self.infos.exact, "camera_info_not_exact": self.infos.not_exact,
                    **{f"rejected_{k}": v for k, v in self.rejects.counts.items()}})
