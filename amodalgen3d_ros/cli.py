@@ -84,6 +84,12 @@ def cmd_bench(a: argparse.Namespace) -> int:
         (Path(a.out) / "paired.md").write_text(md)
         print(md)
         return 0
+    if a.odometry:
+        from .tools.odometry_bench import OdometryBenchConfig, run_odometry_bench
+
+        run_odometry_bench(a.out, OdometryBenchConfig(scenes=a.scenes, plain_table_prob=a.plain_table, rate_hz=a.rate))
+        print((Path(a.out) / "odometry.md").read_text())
+        return 0
     if a.fuzz:
         from .ros.harness.fuzz import run_fuzz
 
@@ -273,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--same-stamp", action="store_true",
                    help="--fuzz: each malformed frame followed by the valid one with its stamp (none may be lost)")
     b.add_argument("--node", action="store_true", help="the ROS node under load: CPU, memory, latency")
-    b.add_argument("--rate", type=float, default=30.0, help="--node: frame rate")
+    b.add_argument("--odometry", action="store_true",
+                   help="RGB-D odometry along a moving camera's 640x480 stream (--scenes, --plain-table, --rate)")
+    b.add_argument("--rate", type=float, default=30.0, help="--node, --odometry: frame rate")
     b.add_argument("--seconds", type=float, default=60.0, help="--node: duration")
     b.add_argument("--objects", type=int, default=5, help="--node: tracked objects in view")
     b.add_argument("-p", "--param", action="append", help="--node: node parameter name:=value")

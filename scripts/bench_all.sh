@@ -26,6 +26,7 @@ if [ -n "${REAL_SHAPES:-}" ]; then  # the collections of the README's "Real scan
     --methods "$learned,visible,convex_hull,support_hull,symmetry,tsdf" --out "$out/real_heldout24"
 fi
 $amo bench --poses --split heldout --data data/heldout120 --scenes 60 --out "$out/poses"
+$amo bench --odometry --scenes 6 --plain-table 0.5 --out "$out/odometry"
 $amo bench --prior amodalgen3d_ros/weights/amodal_prior.safetensors --data data/heldout120 --scenes 60 --out "$out/prior"
 # quiet machine for these: nothing else running
 for run in 1 2 3; do $amo bench --speed --views 1,4 --repeats 7 --out "$out/speed/run$run"; done
