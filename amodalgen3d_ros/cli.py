@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -26,7 +27,7 @@ def cmd_synth(a: argparse.Namespace) -> int:
     from .tools.synth import SynthConfig, synth
 
     cfg = SynthConfig(n_views=a.views, depth_noise=not a.no_noise, width=a.width, height=a.height,
-                      shapes=_shape_sources(a.shapes), real_share=a.real_share, plain_table_prob=a.plain_table)
+                      shapes=_shape_sources(a.shapes), real_share=a.real_share, plain_table_prob=a.plain_table or 0.0)
     synth(a.out, a.scenes, a.seed, a.split, cfg, workers=a.workers)
     return 0
 
@@ -52,14 +53,15 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
     methods = a.methods or BenchConfig.methods
     noise = not a.no_depth_noise  # the same scenes (same seed) with exact depth: a separate folder
-    cfg = BenchConfig(data=a.data or f"data/{a.split}{'' if noise else '_clean'}", split=a.split, scenes=a.scenes,
+    scenes = a.scenes or BenchConfig.scenes
+    cfg = BenchConfig(data=a.data or f"data/{a.split}{'' if noise else '_clean'}", split=a.split, scenes=scenes,
                       views=a.views, methods=methods, unposed=a.unposed, workers=a.workers, depth_noise=noise,
                       seed=BenchConfig.seed if a.seed is None else a.seed, shapes=_shape_sources(a.shapes),
-                      plain_table_prob=a.plain_table)
+                      plain_table_prob=a.plain_table or 0.0)
     if a.quick:
-        cfg = BenchConfig(data=a.data or "data/heldout_quick", split=a.split, scenes=min(a.scenes, 4),
+        cfg = BenchConfig(data=a.data or "data/heldout_quick", split=a.split, scenes=min(scenes, 4),
                           views=tuple(v for v in a.views if v <= 2) or (1,), methods=methods,
-                          unposed=a.unposed, workers=a.workers)
+                          unposed=a.unposed, workers=a.workers, shapes=cfg.shapes, plain_table_prob=cfg.plain_table_prob)
     if a.combine:
         from .tools.bench import combine
 
@@ -87,7 +89,9 @@ def cmd_bench(a: argparse.Namespace) -> int:
     if a.odometry:
         from .tools.odometry_bench import OdometryBenchConfig, run_odometry_bench
 
-        run_odometry_bench(a.out, OdometryBenchConfig(scenes=a.scenes, plain_table_prob=a.plain_table, rate_hz=a.rate))
+        ocfg = OdometryBenchConfig(rate_hz=a.rate)
+        run_odometry_bench(a.out, replace(ocfg, scenes=a.scenes or ocfg.scenes,
+                                          plain_table_prob=ocfg.plain_table_prob if a.plain_table is None else a.plain_table))
         print((Path(a.out) / "odometry.md").read_text())
         return 0
     if a.fuzz:
@@ -137,8 +141,6 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from .tools.train import PriorTrainConfig, TrainConfig, train, train_prior
 
     # what was given on the command line; each mode's config has its own defaults for the rest
@@ -222,8 +224,8 @@ def _scene_options(p: argparse.ArgumentParser) -> None:
                    help="a folder of real meshes (obj/ply/stl) for the targets, one object in four held out by name; "
                         "OPTIONS: units=m|cm|mm, or middle=MIN-MAX / longest=MIN-MAX metres where a collection lost its "
                         "sizes (repeatable)")
-    p.add_argument("--plain-table", type=float, default=0.0, metavar="P",
-                   help="share of scenes on a plain, low-texture table (default 0: textured)")
+    p.add_argument("--plain-table", type=float, default=None, metavar="P",
+                   help="share of scenes on a plain, low-texture table (default 0: textured; bench --odometry 0.5)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmark methods on held-out scenes")
     b.add_argument("--split", choices=["train", "heldout"], default="heldout")
     b.add_argument("--data", default=None, help="scene folder (synthesized if missing)")
-    b.add_argument("--scenes", type=int, default=60)
+    b.add_argument("--scenes", type=int, default=None, help="default 60 (--odometry: 4)")
     b.add_argument("--seed", type=int, default=None,
                    help="the scenes' seed (default 1234: the held-out benchmark; 99 with --split train: the calibration's)")
     b.add_argument("--views", type=_ints, default=(1, 2, 4))

@@ -397,8 +397,8 @@ def decoder_by_default(weights: str | Path, fine_res: int = 64) -> int:
 def learned_method(name: str, weights: str | Path | None = None, **kw) -> LearnedMethod:
     """A learned method, loaded once per (name, weights, options); with the local decoder where it
     was calibrated with those weights (decoder_by_default), unless the options say. Called per
-    reconstruction (learned_methods): the cache is looked up first, so the default is worked out
-    (a hash of the weights) once."""
+    reconstruction (reconstruct.resolve_method): the cache is looked up first, so the default is
+    worked out (a hash of the weights) once."""
     path = Path(weights) if weights else DEFAULT_WEIGHTS[name]
     key = json.dumps([name, str(path), sorted(kw.items())])
     if key not in _CACHE:
@@ -408,11 +408,7 @@ def learned_method(name: str, weights: str | Path | None = None, **kw) -> Learne
     return _CACHE[key]
 
 
-def learned_methods() -> dict:
-    """The learned methods whose shipped weights exist, loaded on first use."""
-    out = {}
-    for name, path in DEFAULT_WEIGHTS.items():
-        if path.is_file():
-            out[name] = lambda obs, _n=name: learned_method(_n)(obs)
-    return out
+def shipped_methods() -> list[str]:
+    """The learned methods whose shipped weights exist (learned_method loads one)."""
+    return [name for name, path in DEFAULT_WEIGHTS.items() if path.is_file()]
 

@@ -61,15 +61,15 @@ class Reconstruction:
 MethodFn = Callable[[Observation], "trimesh.Trimesh | tuple[trimesh.Trimesh, np.ndarray]"]
 
 
-def available_methods() -> dict[str, MethodFn]:
+def method_names() -> list[str]:
     """The classical baselines and the learned methods whose weights ship.
 
     learned.py (torch) is imported on the first call, not with this module: the node's process
     imports this module to write results and must not load torch; its worker child runs the
     methods (worker.py)."""
-    from .learned import learned_methods
+    from .learned import shipped_methods
 
-    return {**BASELINES, **learned_methods()}
+    return [*BASELINES, *shipped_methods()]
 
 
 DEFAULT_METHOD = "auto"
@@ -87,7 +87,7 @@ def colorize(mesh: trimesh.Trimesh, obs: Observation, conf: np.ndarray | None) -
 
 def resolve_method(name: str) -> tuple[str, MethodFn]:
     """A method by name; "auto" is the learned generator when its weights ship, else support_hull."""
-    methods = available_methods()
+    methods = method_names()
     if name == "auto":
         name = "amodalgen3d" if "amodalgen3d" in methods else "support_hull"
     if "@" in name or "?" in name:
@@ -116,7 +116,7 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
                 "[?steps=N&samples=K&hypotheses=H&fine_res=F&decoder=0|1|DECODER_FILE]")
         if decoder_file:
             opts.update(decoder=1, decoder_weights=decoder_file)
-        from .learned import learned_method  # (torch: see available_methods)
+        from .learned import learned_method  # (torch: see method_names)
 
         try:  # loaded here (cached), so a bad option is the caller's error, said before any views arrive
             learned = learned_method(base, weights or None, **opts)
@@ -129,7 +129,7 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
         from .learned import learned_method
 
         return name, learned_method(name)
-    return name, methods[name]
+    return name, BASELINES[name]
 
 
 def reconstruct(views: list[View], target_id: int, method: str | tuple[str, MethodFn] = DEFAULT_METHOD,

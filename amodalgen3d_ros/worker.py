@@ -1,8 +1,8 @@
 """Reconstruction in a child process, for callers that must stay responsive (the ROS node).
 
 Why a process and not a thread: in one process the node's input callbacks and the many short
-torch/Open3D calls of the reconstruction convoy on one GIL (a reconstruction took ten times as long
-at 30 Hz input; docs/ros.md). A child process runs at its own speed; a reconstruction past
+torch/Open3D calls of the reconstruction convoy on one GIL (a reconstruction took over ten times as
+long at 30 Hz input; docs/ros.md). A child process runs at its own speed; a reconstruction past
 its timeout is ended by killing the child (a thread cannot be stopped); a crash in native code
 takes down the child, not the caller; and freeing the model is ending the child.
 

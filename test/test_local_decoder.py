@@ -175,7 +175,7 @@ def test_the_shipped_networks_run_with_the_shipped_decoder(tmp_path):
 
 
 def test_the_decoder_default_is_worked_out_once_per_cached_method(monkeypatch):
-    """learned_method runs per reconstruction (learned_methods): the default (a hash of the weights
+    """learned_method runs per reconstruction (resolve_method): the default (a hash of the weights
     and a read of the decoder's header) belongs with loading, not with every call."""
     from amodalgen3d_ros import learned as L
 

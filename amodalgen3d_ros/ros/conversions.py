@@ -71,8 +71,9 @@ def precheck(name: str, msg, size_hw: tuple[int, int] | None = None) -> tuple[in
     h, w, _ = check_image(msg, allowed)
     if size_hw and size_hw != (h, w):
         raise ConversionError("size_mismatch", f"{name} is {w}x{h}, the camera's images {size_hw[1]}x{size_hw[0]}")
-    if name == "labels" and msg.encoding == "32SC1":  # the only label encoding that holds negatives
-        labels_from_msg(msg)
+    # the only label encoding that holds negatives; a view of the data, not labels_from_msg's int64 copy
+    if name == "labels" and msg.encoding == "32SC1" and image_to_array(msg, LABEL_ENCODINGS).min() < 0:
+        raise ConversionError("negative_label")
     return None
 
 

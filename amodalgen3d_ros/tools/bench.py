@@ -564,9 +564,12 @@ def paired(a: tuple[Path, str], b: tuple[Path, str], keys: tuple[str, ...] = PAI
     per object (scene, view count): per view count and metric, the mean difference A - B with its
     95 % bootstrap interval (2000 resamples), the median, and on how many objects A is below / above
     B. Objects where either is missing or NaN are left out. Markdown."""
+    reports: dict[Path, list] = {}  # each file read once (A and B are often one combined run)
+
     def rows(path: Path, method: str) -> dict:
-        out = {(r["scene"], r["views"]): r for r in json.loads(Path(path).read_text())["rows"]
-               if method_label(r["method"]) == method_label(method)}
+        if path not in reports:
+            reports[path] = json.loads(Path(path).read_text())["rows"]
+        out = {(r["scene"], r["views"]): r for r in reports[path] if method_label(r["method"]) == method_label(method)}
         if not out:
             raise ValueError(f"no rows of '{method}' in {path}")
         return out

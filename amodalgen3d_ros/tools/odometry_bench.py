@@ -89,8 +89,8 @@ def track_stream(frames: list[tuple[np.ndarray, np.ndarray]], K: np.ndarray, cfg
         failed.append(False)
         T_key_prev = T_key_cur
         poses.append(T_first_key @ T_key_cur)
-        turned = np.degrees(np.arccos(np.clip((np.trace(T_key_cur[:3, :3]) - 1) / 2, -1, 1)))
-        if turned > cfg.keyframe_deg or np.linalg.norm(T_key_cur[:3, 3]) > cfg.keyframe_m:
+        turned_deg = rotation_error_deg(np.eye(3), T_key_cur[:3, :3])
+        if turned_deg > cfg.keyframe_deg or np.linalg.norm(T_key_cur[:3, 3]) > cfg.keyframe_m:
             key, T_first_key, T_key_prev = cur, poses[-1], np.eye(4)
     return poses, failed, secs
 

@@ -120,6 +120,10 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
     node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
     node.create_subscription(ReconstructedObjectArray, "/amodalgen3d_node/objects", objects.append, 10)
     rng = np.random.default_rng(seed)
+    def publish(kind: str, view, stamp_ns: int) -> None:
+        for p, m in zip(pubs, _frame(kind, view, stamp_ns, rng)):
+            p.publish(m)
+
     kinds = MALFORMED if same_stamp else KINDS
     tried = {k: 0 for k in kinds}
     valid_sent = 0
@@ -131,8 +135,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
         period = 1.0 / rate_hz
         t_next = time.monotonic()
         if same_stamp:  # one valid frame first, taken by the node (it learns the camera's image size from it)
-            for p, m in zip(pubs, _frame("valid", views[0], stamp, rng)):
-                p.publish(m)
+            publish("valid", views[0], stamp)
             valid_sent += 1
             end = time.monotonic() + 30.0
             while time.monotonic() < end and not (diags and diags[-1].status and any(
@@ -150,11 +153,9 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
             else:
                 stamp += 33_000_000
                 s = last_good = stamp  # was never advanced: every "duplicate" repeated the first stamp
-            for p, m in zip(pubs, _frame(kind, view, s, rng)):
-                p.publish(m)
+            publish(kind, view, s)
             if same_stamp:  # the valid frame, after the spoiled one, with its stamp
-                for p, m in zip(pubs, _frame("valid", view, s, rng)):
-                    p.publish(m)
+                publish("valid", view, s)
                 valid_sent += 1
             t_next += period
             while time.monotonic() < t_next:
@@ -191,8 +192,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
         first_valid_ns = stamp + 500_000_000
         for v in views[:4]:
             stamp += 500_000_000
-            for p, m in zip(pubs, _frame("valid", v, stamp, rng)):
-                p.publish(m)
+            publish("valid", v, stamp)
             rclpy.spin_once(node, timeout_sec=0.05)
         ok_result = None
         end = time.monotonic() + 120
