@@ -89,7 +89,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
     if a.odometry:
         from .tools.odometry_bench import OdometryBenchConfig, run_odometry_bench
 
-        ocfg = OdometryBenchConfig(rate_hz=a.rate)
+        ocfg = OdometryBenchConfig(rate_hz=a.rate, take_hz=a.take_rate)
         run_odometry_bench(a.out, replace(ocfg, scenes=a.scenes or ocfg.scenes,
                                           plain_table_prob=ocfg.plain_table_prob if a.plain_table is None else a.plain_table))
         print((Path(a.out) / "odometry.md").read_text())
@@ -101,6 +101,14 @@ def cmd_bench(a: argparse.Namespace) -> int:
         print(json.dumps(rep, indent=1))
         ok = rep["crashes"] == 0 and rep["valid_after_storm"].get("ok") and not rep.get("valid_frames_lost", 0)
         return 0 if ok else 1
+    if a.node and a.stream:
+        from .ros.harness.stream_bench import StreamConfig, run_stream_bench
+
+        scfg = StreamConfig(objects=a.objects, rate_hz=a.rate, width=a.stream_size[0], height=a.stream_size[1],
+                            plain_table=(a.plain_table if a.plain_table is not None else 1.0) >= 0.5)
+        rep = run_stream_bench(a.out, scfg, params=_params(a.param))
+        print(json.dumps({k: v for k, v in rep.items() if k not in ("diagnostics_last", "tracks")}, indent=1))
+        return 0
     if a.node:
         from .ros.harness.node_bench import run_node_bench
 
@@ -281,9 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--same-stamp", action="store_true",
                    help="--fuzz: each malformed frame followed by the valid one with its stamp (none may be lost)")
     b.add_argument("--node", action="store_true", help="the ROS node under load: CPU, memory, latency")
+    b.add_argument("--stream", action="store_true",
+                   help="--node: a moving camera's stream with ground truth (--objects, --plain-table 0|1, --stream-size)")
+    b.add_argument("--stream-size", type=int, nargs=2, default=(640, 480), metavar=("W", "H"),
+                   help="--node --stream: image size (640 480, 1280 720)")
     b.add_argument("--odometry", action="store_true",
                    help="RGB-D odometry along a moving camera's 640x480 stream (--scenes, --plain-table, --rate)")
     b.add_argument("--rate", type=float, default=30.0, help="--node, --odometry: frame rate")
+    b.add_argument("--take-rate", type=float, default=0.0,
+                   help="--odometry: frames the node takes per second (its max_frame_rate_hz); 0: every frame")
     b.add_argument("--seconds", type=float, default=60.0, help="--node: duration")
     b.add_argument("--objects", type=int, default=5, help="--node: tracked objects in view")
     b.add_argument("-p", "--param", action="append", help="--node: node parameter name:=value")

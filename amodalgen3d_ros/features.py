@@ -103,7 +103,7 @@ def in_frame(obs: Observation, T_out_new: np.ndarray) -> Observation:
     """The same observation expressed in another frame (T_out_new maps new -> out)."""
     T_new_out = invert(T_out_new)
     poses = ViewPoses([None if T is None else T_new_out @ T for T in obs.poses.T_out_cam], obs.poses.frame,
-                      obs.poses.registrations)
+                      obs.poses.registrations, obs.poses.sources)
     f = obs.fused
     fused = FusedTarget(transform(T_new_out, f.points), f.colors, f.view_index, poses, f.n_views_used, f.visible_fraction)
     plane = None

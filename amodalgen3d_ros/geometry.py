@@ -10,7 +10,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -413,6 +413,9 @@ class ViewPoses:
     T_out_cam: list[np.ndarray | None]  # None: view left out
     frame: str  # "world" or "reference_camera"
     registrations: list[Registration | None]  # None where poses were given
+    # per view, where its pose came from: "given", "tf", "odometry" (a stream's tracking),
+    # "registration", "reference" (the unposed reference itself), "none" (left out)
+    sources: list[str] = field(default_factory=list)
 
     @property
     def used(self) -> list[int]:
@@ -458,25 +461,44 @@ def register_cached(ref: View, view: View, seed: int, by: str) -> Registration:
 
 
 def resolve_poses(views: list[View], seed: int = 0) -> ViewPoses:
-    """Given poses when every view has one (world frame); else register to the reference view.
+    """Given poses when every view has one in a fixed world frame (output frame "world"). Else in
+    the reference (first) view's camera frame: views tracked in the reference's odometry segment
+    take their poses from it; every other view is registered to the reference.
 
     Image features first, for every view: straight to the reference, then chained through the
     views registered so far until none is added. Only then the shared objects, the same way:
     their poses are a few millimetres less precise (median 3-5 mm against 1-2), so a chain of
-    feature registrations is preferred to a direct one by objects.
+    feature registrations is preferred to a direct one by objects. A view of another odometry
+    segment, once registered, brings the rest of its segment along by its odometry.
     """
-    if all(v.T_world_cam is not None for v in views):
-        return ViewPoses([np.asarray(v.T_world_cam) for v in views], "world", [None] * len(views))
+    if all(v.T_world_cam is not None and not v.pose_frame for v in views):
+        return ViewPoses([np.asarray(v.T_world_cam) for v in views], "world", [None] * len(views),
+                         [v.pose_source for v in views])
     n = len(views)
     T: list[np.ndarray | None] = [np.eye(4)] + [None] * (n - 1)
     regs: list[Registration | None] = [Registration(np.eye(4), 1.0, 0.0, 0)] + [None] * (n - 1)
+    sources = ["reference"] + ["none"] * (n - 1)
+
+    def bring_segment(i: int) -> None:  # views tracked together with view i, by the tracking's poses
+        vi = views[i]
+        if vi.T_world_cam is None or not vi.pose_frame:
+            return
+        if i == 0:
+            sources[0] = vi.pose_source
+        T_out_seg = T[i] @ invert(vi.T_world_cam)  # type: ignore[operator]
+        for k, vk in enumerate(views):
+            if T[k] is None and vk.T_world_cam is not None and vk.pose_frame == vi.pose_frame:
+                T[k], regs[k], sources[k] = T_out_seg @ vk.T_world_cam, None, vk.pose_source
 
     def accept(i: int, r: Registration, through: int) -> None:
         Tj = T[through]
         assert r.T_ref_cam is not None and Tj is not None
         T[i] = Tj @ r.T_ref_cam
         regs[i] = replace(r, T_ref_cam=T[i], reason=f"chained through view {through}" if through else "")
+        sources[i] = "registration"
+        bring_segment(i)
 
+    bring_segment(0)
     for by in ("features", "objects"):
         for i in range(1, n):
             if T[i] is None:
@@ -499,7 +521,7 @@ def resolve_poses(views: list[View], seed: int = 0) -> ViewPoses:
                             accept(i, r, j)
                             added = True
                             break
-    return ViewPoses(T, "reference_camera", regs)
+    return ViewPoses(T, "reference_camera", regs, sources)
 
 
 def rotation_error_deg(Ra: np.ndarray, Rb: np.ndarray) -> float:

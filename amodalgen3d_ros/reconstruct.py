@@ -146,11 +146,14 @@ def reconstruct(views: list[View], target_id: int, method: str | tuple[str, Meth
     conf, colors = colorize(mesh, obs, conf)
     mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.c_[colors, np.full(len(colors), 255, np.uint8)])
     regs = []
-    for i, r in enumerate(obs.poses.registrations):
-        if r is None:
-            regs.append({"view": i, "pose": "given"})
-        else:
-            regs.append({"view": i, "registered": r.ok, "by": r.method, "fitness": round(r.fitness, 3), "reason": r.reason})
+    sources = obs.poses.sources or ["given"] * len(obs.poses.registrations)
+    for i, (r, source) in enumerate(zip(obs.poses.registrations, sources)):
+        T = obs.poses.T_out_cam[i]
+        entry = {"view": i, "stamp": round(views[i].stamp_s, 6), "pose": source,
+                 "T_out_cam": None if T is None else np.round(T, 6).tolist()}
+        if r is not None:
+            entry.update(registered=r.ok, by=r.method, fitness=round(r.fitness, 3), reason=r.reason)
+        regs.append(entry)
     return Reconstruction(mesh, obs.frame, target_id, name, len(obs.used_views()),
                           obs.fused.visible_fraction, time.perf_counter() - t0, conf, colors, regs, hypotheses,
                           stages)

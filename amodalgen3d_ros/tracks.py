@@ -62,14 +62,15 @@ def _box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
 def novelty(candidate: KeptView, kept: list[KeptView]) -> float:
     """0 (the same as a kept view) .. 1 (entirely new).
 
-    Posed: the angle between viewing directions, 1 at 30 degrees or more. Unposed: how much the
-    target's image box moved or changed size (a moving camera changes both).
+    Posed in the same frame: the angle between viewing directions, 1 at 30 degrees or more. Else
+    (unposed, or tracked in another segment of the stream): how much the target's image box moved
+    or changed size (a moving camera changes both).
     """
     if not kept:
         return 1.0
     scores = []
     for k in kept:
-        if candidate.direction is not None and k.direction is not None:
+        if candidate.direction is not None and k.direction is not None and candidate.view.pose_frame == k.view.pose_frame:
             ang = np.degrees(np.arccos(np.clip(candidate.direction @ k.direction, -1, 1)))
             scores.append(min(1.0, ang / 30.0))
         else:
@@ -86,7 +87,8 @@ class ViewBuffer:
         self.tracks: dict[int, Track] = {}
         self.lock = threading.Lock()
         self.counters = {"frames": 0, "views_added": 0, "views_replaced": 0, "views_redundant": 0,
-                         "views_barely_visible": 0, "tracks_created": 0, "tracks_dropped_capacity": 0, "tracks_expired": 0}
+                         "views_barely_visible": 0, "tracks_created": 0, "tracks_dropped_capacity": 0, "tracks_expired": 0,
+                         "tracks_restarted_moved": 0}
         self.dropped: list[Track] = []  # dropped for capacity, not yet taken by the owner (take_dropped)
 
     def add_frame(self, view: View, now_wall_s: float, target_ids: list[int] | None = None) -> list[int]:
@@ -163,6 +165,16 @@ class ViewBuffer:
             return True
         self.counters["views_redundant"] += 1
         return False
+
+    def restart(self, track_id: int) -> None:
+        """The target moved relative to the scene (camera_tracking): its kept views no longer agree
+        with each other, so it starts a fresh view set from the next frame offered."""
+        with self.lock:
+            t = self.tracks.get(track_id)
+            if t is not None and t.views:
+                t.views = []
+                t.version += 1
+                self.counters["tracks_restarted_moved"] += 1
 
     def expire(self, now_sensor_s: float) -> list[Track]:
         """Remove and return tracks unseen for track_timeout_s; a stamp jumping back (a looping bag)

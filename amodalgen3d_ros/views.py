@@ -32,6 +32,10 @@ class View:
     labels:      (H, W) int64 instance ids, 0 background; the same id is the same object in
                  every view.
     T_world_cam: (4, 4) float64, maps optical-frame points to the world frame; None if unposed.
+    pose_source: where T_world_cam came from: "given" (a views directory), "tf", "odometry".
+    pose_frame:  what "world" is: "" a fixed world frame (given, tf); "odometry/<segment>" the
+                 first keyframe of a stream's tracked segment (poses of one segment are related,
+                 of different segments not).
     """
 
     color: np.ndarray
@@ -42,6 +46,8 @@ class View:
     stamp_s: float = 0.0
     name: str = ""
     frame_id: str = ""
+    pose_source: str = "given"
+    pose_frame: str = ""
 
     def __post_init__(self) -> None:
         h, w = self.labels.shape[:2]

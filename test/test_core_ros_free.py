@@ -10,7 +10,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "amodalgen3d_ros"
 # the runtime path, in pipeline order: a module may import only modules before it
-RUNTIME = ["weights_io", "views", "geometry", "surface", "observation", "amodal_prior", "features", "model",
+RUNTIME = ["weights_io", "views", "geometry", "camera_tracking", "surface", "observation", "amodal_prior", "features", "model",
            "backends", "local_decoder", "learned", "baselines", "reconstruct", "tracks", "scheduling", "worker"]
 
 

@@ -75,3 +75,34 @@ def test_view_without_valid_depth_on_target_does_not_block_later_views():
     assert b.add_frame(holes, 0.0) == []
     assert b.counters["views_barely_visible"] == 1
     assert b.add_frame(frame(0.1, {5: (10, 30, 10, 30)}), 0.1) == [5]
+
+
+def posed(stamp, boxes, T, pose_frame):
+    v = frame(stamp, boxes)
+    v.T_world_cam, v.pose_source, v.pose_frame = T, "odometry", pose_frame
+    return v
+
+
+def test_a_moved_target_starts_a_fresh_view_set():
+    b = ViewBuffer(BufferConfig(min_visible_px=10))
+    b.add_frame(frame(0.0, {5: (10, 30, 10, 30), 6: (40, 55, 10, 30)}), 0.0)
+    b.add_frame(frame(0.1, {5: (10, 30, 40, 70), 6: (40, 55, 40, 70)}), 0.1)
+    version = b.tracks[5].version
+    b.restart(5)
+    assert b.tracks[5].views == [] and b.tracks[5].version == version + 1 and len(b.tracks[6].views) == 2
+    assert b.counters["tracks_restarted_moved"] == 1
+    assert b.add_frame(frame(0.2, {5: (10, 30, 40, 70)}), 0.2) == [5]  # the same box as before: now the first view
+    assert b.tracks[5].views[0].view.stamp_s == 0.2
+
+
+def test_directions_are_compared_only_within_one_pose_frame():
+    """Two segments of a stream's tracking are unrelated: a pose far from a kept one's says nothing
+    when they are in different segments; there the image boxes decide."""
+    b = ViewBuffer(BufferConfig(min_visible_px=10))
+    box = {5: (10, 30, 10, 30)}
+    turned = np.eye(4)
+    turned[:3, :3] = [[0, 0, 1], [0, 1, 0], [-1, 0, 0]]  # 90 degrees about y
+    b.add_frame(posed(0.0, box, np.eye(4), "odometry/1"), 0.0)
+    assert b.add_frame(posed(0.1, box, np.eye(4), "odometry/1"), 0.1) == []  # same pose: redundant
+    assert b.add_frame(posed(0.2, box, turned, "odometry/2"), 0.2) == []  # another segment, the same box: redundant
+    assert b.add_frame(posed(0.3, box, turned, "odometry/1"), 0.3) == [5]  # the same segment, turned: new

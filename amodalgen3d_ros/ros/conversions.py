@@ -202,6 +202,7 @@ def reconstructed_object(rec, header, max_points: int = 4096):
     msg.points = point_cloud(header, local[idx], rec.vertex_colors[idx], rec.vertex_confidence[idx])
     msg.vertex_confidence = rec.vertex_confidence.astype(np.float32).tolist()
     msg.n_views_used = int(rec.n_views_used)
+    msg.view_pose_sources = [str(r.get("pose", "none")) for r in rec.registration]
     msg.visible_fraction = float(rec.visible_fraction)
     msg.inference_seconds = float(rec.seconds)
     msg.method = rec.method

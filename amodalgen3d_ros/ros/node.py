@@ -30,13 +30,14 @@ from visualization_msgs.msg import MarkerArray
 
 from amodalgen3d_ros.msg import ReconstructedObjectArray
 
+from ..camera_tracking import StreamOdometry
 from ..reconstruct import save
 from ..scheduling import FrameQueue, FrameRateLimiter, ReconstructionSchedule, RejectCounter, sensor_now
 from ..tracks import ViewBuffer
 from ..views import View
 from ..worker import ReconstructionWorker, WorkerError
 from . import conversions as conv
-from .params import PARAMS, NodeConfig, ParamError, buffer_config, method_spec, validate
+from .params import PARAMS, NodeConfig, ParamError, buffer_config, method_spec, odometry_config, validate
 from .sync import LatestBefore, StampSynchronizer
 
 
@@ -72,6 +73,9 @@ class AmodalGen3DNode(LifecycleNode):
             self.get_logger().fatal(f"cannot load the method: {e}")
             return TransitionCallbackReturn.FAILURE
         self.buffer = ViewBuffer(buffer_config(self.cfg))
+        ocfg = odometry_config(self.cfg)
+        self.tf = self._make_tf()
+        self.odometry = StreamOdometry(ocfg) if ocfg is not None and self.tf is None else None
         self.target_ids = None if self.cfg.track_ids in ([], [0]) else [int(t) for t in self.cfg.track_ids]
         self.has_depth = bool(self.cfg.depth_topic)
         self.input_names = ["color", "camera_info", "labels"] + (["depth"] if self.has_depth else [])
@@ -91,7 +95,6 @@ class AmodalGen3DNode(LifecycleNode):
         self.results: dict[int, object] = {}  # track id -> ReconstructedObject
         self._last_frame_stamp_s: float | None = None  # the newest frame taken
         self._last_input_clock_s = 0.0  # node clock at the last input message
-        self.tf = self._make_tf()
         qos_out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_objects = self.create_lifecycle_publisher(ReconstructedObjectArray, "~/objects", qos_out)
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", qos_out)
@@ -132,7 +135,8 @@ class AmodalGen3DNode(LifecycleNode):
         self.frame_thread.start()
         self.get_logger().info(
             f"active: method {self.recon.method_name}, inputs {', '.join(topics[n][1] for n in self.input_names)}, "
-            f"sync {self.cfg.sync_mode}, {'world frame ' + self.cfg.world_frame if self.tf else 'unposed views'}")
+            f"sync {self.cfg.sync_mode}, poses from "
+            f"{'TF, world frame ' + self.cfg.world_frame if self.tf else 'the stream' if self.odometry else 'the views'}")
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
@@ -261,15 +265,21 @@ class AmodalGen3DNode(LifecycleNode):
         except conv.ConversionError as e:
             self._reject(e.cause, str(e))
             return
-        T = self._lookup_pose(m["color"].header.frame_id, m["color"].header.stamp) if self.tf is not None else None
+        hdr = m["color"].header
+        T = self._lookup_pose(hdr.frame_id, hdr.stamp) if self.tf is not None else None
         if self.tf is not None and T is None:
             return
-        stamp = m["color"].header.stamp
-        view = View(color, depth, K, labels, T, stamp.sec + stamp.nanosec * 1e-9, frame_id=m["color"].header.frame_id)
+        view = View(color, depth, K, labels, T, hdr.stamp.sec + hdr.stamp.nanosec * 1e-9, frame_id=hdr.frame_id, pose_source="tf")
+        if self.odometry is not None:  # the camera tracked along the stream, before views are chosen
+            r = self.odometry.pose_view(view)
+            if r.status.startswith("lost"):
+                self.get_logger().info(f"camera tracking {r.status}: segment {r.segment} starts", throttle_duration_sec=2.0)
+            for tid in r.moved_ids:  # moved relative to the scene: its old views disagree with the new ones
+                self.buffer.restart(tid)
         now = time.monotonic()
         # only a usable frame (some labelled pixel with depth) takes the rate limiter's slot
         if ((labels > 0) & (depth > 0)).any() if depth is not None else (labels > 0).any():
-            self.rate_limit.take(conv.stamp_to_ns(stamp))
+            self.rate_limit.take(conv.stamp_to_ns(hdr.stamp))
         self._last_frame_stamp_s, self.camera_size = view.stamp_s, self.camera_size or labels.shape  # (till a camera_info)
         changed = self.buffer.add_frame(view, now, self.target_ids)
         self.schedule.views_arrived(changed, now)
@@ -328,9 +338,11 @@ class AmodalGen3DNode(LifecycleNode):
         t0 = time.monotonic()
         t_in = self.schedule.run_started(tid, t0)  # when the newest view of this snapshot arrived
         track = self.buffer.tracks.get(tid)
-        try:
-            rec = self._reconstruct_with_timeout(views, tid)
+        try:  # in the reconstruction process: past reconstruct_timeout_s it is killed (and started again)
+            rec = self.recon.reconstruct(views, tid, self.cfg.reconstruct_timeout_s)
         except Exception as e:
+            kind = {TimeoutError: "reconstructions_timed_out", WorkerError: "reconstruction_process_crashes"}
+            self.stats[kind.get(type(e), "reconstructions_failed")] += 1
             self.schedule.run_failed(tid, f"{e.__class__.__name__}: {e}")
             self.get_logger().warning(f"track {tid}: reconstruction failed: {e}", throttle_duration_sec=5.0)
             return
@@ -349,19 +361,6 @@ class AmodalGen3DNode(LifecycleNode):
             except OSError as e:
                 self.stats["save_failures"] += 1
                 self.get_logger().warning(f"cannot save results to {self.cfg.output_dir}: {e}", throttle_duration_sec=30.0)
-
-    def _reconstruct_with_timeout(self, views: list[View], tid: int):
-        """In the reconstruction process; past reconstruct_timeout_s it is killed (and started
-        again for the next track), the track is marked failed and the node goes on."""
-        assert self.recon is not None
-        try:
-            return self.recon.reconstruct(views, tid, self.cfg.reconstruct_timeout_s)
-        except TimeoutError:
-            self.stats["reconstructions_timed_out"] += 1
-            raise TimeoutError(f"took longer than reconstruct_timeout_s={self.cfg.reconstruct_timeout_s}") from None
-        except WorkerError:
-            self.stats["reconstruction_process_crashes"] += 1
-            raise
 
     def _forget(self, tids: list[int]) -> None:
         """Withdraw ended tracks' results: DELETE markers, then the arrays without them."""
@@ -402,6 +401,7 @@ class AmodalGen3DNode(LifecycleNode):
                    **{f"rejected_{k}": v for k, v in self.rejects.counts.items()}})
         kv.update({"frames_dropped_backlog": self.frames.dropped} if self.frames.dropped else {})
         kv.update({f"buffer_{k}": v for k, v in self.buffer.stats().items()})
+        kv.update({f"odometry_{k}": v for k, v in self.odometry.counts.items()} if self.odometry else {})
         kv.update({k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in self.stats.items()})
         st = DiagnosticStatus(name="amodalgen3d_node: pipeline", hardware_id="amodalgen3d")
         st.level = DiagnosticStatus.WARN if self.schedule.failed or sum(self.rejects.counts.values()) else DiagnosticStatus.OK

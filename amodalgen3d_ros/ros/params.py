@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..camera_tracking import OdometryConfig
 from ..tracks import BufferConfig
 from ..worker import MethodSpec
 
@@ -67,6 +68,9 @@ PARAMS: list[Param] = [
     Param("min_reconstruct_interval_s", 1.0, "a track is reconstructed at most this often", 0.0, 3600.0),
     Param("reconstruct_timeout_s", 30.0, "a reconstruction running longer marks the track failed", 0.1, 3600.0),
     Param("world_frame", "", "output frame via TF at the image stamp; empty: estimate poses between views"),
+    Param("camera_tracking", True, "without TF: track the camera along the stream by RGB-D odometry (needs depth), so "
+          "kept views are posed; false (or where tracking was lost): register kept views to each other"),
+    Param("tracking_width", 320, "width the stream is tracked at (a window around the labelled objects, scaled down)", 40, 1920),
     Param("output_dir", "", "also save each result as PLY + JSON here (atomically); empty: off"),
     Param("diagnostics_period_s", 1.0, "period of /diagnostics", 0.1, 60.0),
     Param("torch_threads", 0, "CPU threads for the networks; 0: torch's default", 0, 256),
@@ -106,6 +110,8 @@ class NodeConfig:
     min_reconstruct_interval_s: float
     reconstruct_timeout_s: float
     world_frame: str
+    camera_tracking: bool
+    tracking_width: int
     output_dir: str
     diagnostics_period_s: float
     torch_threads: int
@@ -121,6 +127,11 @@ def method_spec(c: NodeConfig) -> MethodSpec:
     if not c.local_decoder:  # (on: where calibrated with the weights, learned_method's default)
         options["decoder"] = 0
     return MethodSpec(c.method, c.weights_path, options, c.torch_threads)
+
+
+def odometry_config(c: NodeConfig) -> OdometryConfig | None:
+    """None: the camera is not tracked (no depth, or switched off; the node also leaves it off where TF gives poses)."""
+    return OdometryConfig(width=c.tracking_width) if c.camera_tracking and c.depth_topic else None
 
 
 def buffer_config(c: NodeConfig) -> BufferConfig:

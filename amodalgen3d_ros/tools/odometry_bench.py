@@ -18,11 +18,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
-import open3d as o3d
 
+from ..camera_tracking import OdometryConfig, StreamOdometry
 from ..geometry import invert, rotation_error_deg
+from ..views import View
 from . import synth
 from .bench import machine_info
 
@@ -40,6 +40,7 @@ class OdometryBenchConfig:
     odometry_width: int = 160  # frames are registered at this width (the image is scaled down)
     keyframe_deg: float = 10.0
     keyframe_m: float = 0.05
+    take_hz: float = 0.0  # frames taken per second (the node's max_frame_rate_hz); 0: every frame
 
 
 def arc_poses(center: np.ndarray, radius_m: float, elevation_deg: float, start_rad: float, cfg: OdometryBenchConfig):
@@ -54,45 +55,20 @@ def arc_poses(center: np.ndarray, radius_m: float, elevation_deg: float, start_r
     return out
 
 
-def rgbd(color: np.ndarray, depth_m: np.ndarray, width: int) -> o3d.geometry.RGBDImage:
-    s = width / color.shape[1]
-    size = (width, int(round(color.shape[0] * s)))
-    c = cv2.resize(color, size, interpolation=cv2.INTER_AREA)
-    d = cv2.resize(depth_m, size, interpolation=cv2.INTER_NEAREST)
-    return o3d.geometry.RGBDImage.create_from_color_and_depth(
-        o3d.geometry.Image(np.ascontiguousarray(c)), o3d.geometry.Image(np.ascontiguousarray(d, np.float32)),
-        depth_scale=1.0, depth_trunc=3.0, convert_rgb_to_intensity=True)
-
-
-def track_stream(frames: list[tuple[np.ndarray, np.ndarray]], K: np.ndarray, cfg: OdometryBenchConfig):
-    """Poses of every frame relative to the first (T_first_cam), frame-to-keyframe; failed frames
-    keep the last pose. Returns (poses, failed flags, seconds per frame)."""
-    s = cfg.odometry_width / frames[0][0].shape[1]
-    h = int(round(frames[0][0].shape[0] * s))
-    intr = o3d.camera.PinholeCameraIntrinsic(cfg.odometry_width, h, K[0, 0] * s, K[1, 1] * s, K[0, 2] * s, K[1, 2] * s)
-    option = o3d.pipelines.odometry.OdometryOption()
-    jac = o3d.pipelines.odometry.RGBDOdometryJacobianFromHybridTerm()
-    key = rgbd(*frames[0], cfg.odometry_width)
-    T_first_key = np.eye(4)
-    T_key_prev = np.eye(4)
-    poses, failed, secs = [np.eye(4)], [False], []
-    for color, depth in frames[1:]:
+def track_stream(frames: list[View], cfg: OdometryBenchConfig):
+    """The node's camera tracking (camera_tracking.StreamOdometry) over the frames the node would
+    take (``take_hz`` of ``rate_hz``): poses relative to the first frame (T_first_cam; None where
+    a segment was lost), statuses, seconds per frame."""
+    odo = StreamOdometry(OdometryConfig(width=cfg.odometry_width, keyframe_deg=cfg.keyframe_deg,
+                                        keyframe_m=cfg.keyframe_m))
+    poses, status, secs = [], [], []
+    for v in frames:
         t0 = time.perf_counter()
-        cur = rgbd(color, depth, cfg.odometry_width)
-        # T_key_cur maps the current frame's points into the keyframe's
-        ok, T_key_cur, _ = o3d.pipelines.odometry.compute_rgbd_odometry(cur, key, intr, T_key_prev, jac, option)
+        r = odo.track(v)
         secs.append(time.perf_counter() - t0)
-        if not ok:
-            failed.append(True)
-            poses.append(poses[-1])
-            continue
-        failed.append(False)
-        T_key_prev = T_key_cur
-        poses.append(T_first_key @ T_key_cur)
-        turned_deg = rotation_error_deg(np.eye(3), T_key_cur[:3, :3])
-        if turned_deg > cfg.keyframe_deg or np.linalg.norm(T_key_cur[:3, 3]) > cfg.keyframe_m:
-            key, T_first_key, T_key_prev = cur, poses[-1], np.eye(4)
-    return poses, failed, secs
+        poses.append(r.T_seg_cam if r.segment == 1 else None)
+        status.append(r.status)
+    return poses, status, secs
 
 
 def run_odometry_bench(out: str | Path, cfg: OdometryBenchConfig = OdometryBenchConfig(), progress: bool = True) -> dict:
@@ -108,19 +84,27 @@ def run_odometry_bench(out: str | Path, cfg: OdometryBenchConfig = OdometryBench
         poses_true = arc_poses(target.bounds.mean(0), float(rng.uniform(0.5, 0.8)), float(rng.uniform(25, 45)),
                                float(rng.uniform(0, 2 * np.pi)), cfg)
         renderer = synth.Renderer(scene.meshes)
+        every = max(1, int(round(cfg.rate_hz / cfg.take_hz))) if cfg.take_hz > 0 else 1
+        poses_true = poses_true[::every]
         frames = []
-        for T in poses_true:
+        for k, T in enumerate(poses_true):
             depth, idx, pts, nrm = renderer.cast(K, T, cfg.width, cfg.height)
-            frames.append((synth.shade(scene, idx, pts, nrm, T), synth.add_depth_noise(depth, rng)))
-        poses, failed, secs = track_stream(frames, K, cfg)
+            labels = np.where(idx >= 0, np.asarray(scene.ids)[np.maximum(idx, 0)], 0).astype(np.int64)
+            frames.append(View(synth.shade(scene, idx, pts, nrm, T), synth.add_depth_noise(depth, rng), K, labels,
+                               None, k * every / cfg.rate_hz))
+        poses, status, secs = track_stream(frames, cfg)
+        failed = [s.startswith("lost") for s in status]
         T0 = poses_true[0]
         trans_mm, rot_deg = [], []
         for T_est, T_true in zip(poses, poses_true):
+            if T_est is None:
+                continue
             T_rel_true = invert(T0) @ T_true
             trans_mm.append(1000 * float(np.linalg.norm(T_est[:3, 3] - T_rel_true[:3, 3])))
             rot_deg.append(float(rotation_error_deg(T_est[:3, :3], T_rel_true[:3, :3])))
         plain = scene.materials[0].contrast < 1.5
         rows.append({"scene": i, "plain_table": bool(plain), "frames": len(frames), "failed": int(sum(failed)),
+                     "frames_in_first_segment": len(trans_mm),
                      "trans_err_mm_median": float(np.median(trans_mm)), "trans_err_mm_last": trans_mm[-1],
                      "rot_err_deg_median": float(np.median(rot_deg)), "rot_err_deg_last": rot_deg[-1],
                      "seconds_per_frame_median": float(np.median(secs))})
@@ -131,7 +115,7 @@ def run_odometry_bench(out: str | Path, cfg: OdometryBenchConfig = OdometryBench
     md = [f"## RGB-D odometry along a {cfg.arc_deg:.0f} degree arc in {cfg.seconds:.0f} s at {cfg.rate_hz:.0f} Hz, "
           f"{cfg.width}x{cfg.height}, registered at width {cfg.odometry_width}", "",
           "error of every frame's pose relative to the first, against the truth", "",
-          "| scene | table | frames | failed | translation mm, median / last | rotation deg, median / last | s per frame |",
+          "| scene | table | frames | lost | translation mm, median / last | rotation deg, median / last | s per frame |",
           "|---|---|---|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['scene']} | {'plain' if r['plain_table'] else 'textured'} | {r['frames']} | {r['failed']} | "

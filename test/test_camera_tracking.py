@@ -1,0 +1,110 @@
+"""Camera tracking along a stream (camera_tracking.py) and poses by source (geometry.resolve_poses)."""
+
+import numpy as np
+import pytest
+
+from amodalgen3d_ros.camera_tracking import StreamOdometry
+from amodalgen3d_ros.geometry import invert, resolve_poses, rotation_error_deg
+from amodalgen3d_ros.tools import synth
+from amodalgen3d_ros.tools.odometry_bench import OdometryBenchConfig, arc_poses
+from amodalgen3d_ros.views import View
+
+CFG = synth.SynthConfig(width=320, height=240, min_others=2, max_others=2)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    rng = np.random.default_rng(3)
+    return synth.make_scene(rng, "train", CFG, synth.camera_azimuths(rng, CFG))
+
+
+def render(scene, T, stamp, meshes=None, seed=0):
+    K = synth.intrinsics(CFG)
+    depth, idx, pts, nrm = synth.Renderer(meshes or scene.meshes).cast(K, T, CFG.width, CFG.height)
+    labels = np.where(idx >= 0, np.asarray(scene.ids)[np.maximum(idx, 0)], 0).astype(np.int64)
+    depth = synth.add_depth_noise(depth, np.random.default_rng(seed))
+    return View(synth.shade(scene, idx, pts, nrm, T), depth, K, labels, None, stamp)
+
+
+def arc(scene, n, degrees=20.0):
+    center = scene.meshes[scene.target_index].bounds.mean(0)
+    cfg = OdometryBenchConfig(seconds=n / 30.0, arc_deg=degrees)
+    return arc_poses(center, 0.6, 35.0, 0.3, cfg)
+
+
+def test_tracks_a_moving_camera_to_millimetres(scene):
+    poses = arc(scene, 12)
+    odo = StreamOdometry()
+    out = [odo.track(render(scene, T, k / 30.0, seed=k)) for k, T in enumerate(poses)]
+    assert [r.segment for r in out] == [1] * len(poses)
+    assert out[0].status == "start" and not any(r.status.startswith("lost") for r in out)
+    for r, T in zip(out, poses):
+        truth = invert(poses[0]) @ T
+        assert np.linalg.norm(r.T_seg_cam[:3, 3] - truth[:3, 3]) < 0.005
+        assert rotation_error_deg(r.T_seg_cam[:3, :3], truth[:3, :3]) < 1.0
+        assert r.moved_ids == []
+
+
+def test_a_gap_or_stamps_going_back_start_a_new_segment(scene):
+    poses = arc(scene, 3, degrees=4.0)
+    odo = StreamOdometry()
+    assert odo.track(render(scene, poses[0], 10.0)).segment == 1
+    assert odo.track(render(scene, poses[1], 10.033)).status == "tracked"
+    r = odo.track(render(scene, poses[2], 12.0))
+    assert r.segment == 2 and r.status.startswith("lost") and "without a frame" in r.status
+    np.testing.assert_allclose(r.T_seg_cam, np.eye(4))
+    r = odo.track(render(scene, poses[2], 5.0))  # a bag looping
+    assert r.segment == 3 and "back" in r.status
+    assert odo.counts["lost"] == 2
+
+
+def test_a_frame_without_depth_is_not_tracked(scene):
+    odo = StreamOdometry()
+    v = render(scene, arc(scene, 1)[0], 0.0)
+    v.depth_m[:] = 0
+    r = odo.track(v)
+    assert r.T_seg_cam is None and r.status == "no depth"
+
+
+def test_an_object_moved_is_reported_and_does_not_drag_the_camera(scene):
+    poses = arc(scene, 3, degrees=4.0)
+    odo = StreamOdometry()
+    odo.track(render(scene, poses[0], 0.0))
+    odo.track(render(scene, poses[1], 0.033, seed=1))
+    moved_index = next(i for i in range(len(scene.meshes)) if scene.ids[i] != 0 and i != scene.target_index)
+    meshes = [m.copy() for m in scene.meshes]
+    meshes[moved_index].apply_translation([0.06, 0.03, 0.0])  # slid 6.7 cm across the table
+    r = odo.track(render(scene, poses[2], 0.066, meshes=meshes, seed=2))
+    assert r.moved_ids == [scene.ids[moved_index]]
+    assert scene.ids[scene.target_index] not in r.moved_ids
+    truth = invert(poses[0]) @ poses[2]
+    assert np.linalg.norm(r.T_seg_cam[:3, 3] - truth[:3, 3]) < 0.005
+    assert r.status == "keyframe"  # compared from now on with the object where it is now
+    assert odo.track(render(scene, poses[2], 0.1, meshes=meshes, seed=3)).moved_ids == []
+
+
+def test_poses_by_source_tracked_registered_and_brought_along(scene):
+    """Views of the reference's segment take the tracking's poses (relative to the reference);
+    a view of another segment is registered and brings its segment along."""
+    poses = arc(scene, 30, degrees=60.0)
+    pick = [0, 10, 20, 29]
+    views = [render(scene, poses[k], k / 30.0, seed=k) for k in pick]
+    for v, k in zip(views, pick):  # the truth as tracking poses: segment 1 for the first two, 2 after
+        seg_origin = poses[0] if k < 20 else poses[20]
+        v.T_world_cam, v.pose_source, v.pose_frame = invert(seg_origin) @ poses[k], "odometry", f"odometry/{1 + (k >= 20)}"
+    vp = resolve_poses(views)
+    assert vp.frame == "reference_camera"
+    assert vp.sources[:2] == ["odometry", "odometry"] and "registration" in vp.sources[2:]
+    assert sorted(vp.sources[2:]) == ["odometry", "registration"]
+    for T, k in zip(vp.T_out_cam, pick):
+        truth = invert(poses[0]) @ poses[k]
+        assert np.linalg.norm(T[:3, 3] - truth[:3, 3]) < 0.01
+
+
+def test_poses_in_a_fixed_world_frame_stay_in_it(scene):
+    poses = arc(scene, 2)
+    views = [render(scene, T, k, seed=k) for k, T in enumerate(poses)]
+    for v, T in zip(views, poses):
+        v.T_world_cam, v.pose_source = T, "tf"
+    vp = resolve_poses(views)
+    assert vp.frame == "world" and vp.sources == ["tf", "tf"] and vp.registrations == [None, None]
