@@ -41,6 +41,11 @@ class OdometryConfig:
     agree_m: float = 0.02  # depth agreement tolerance (and 2 % of the depth: consumer sensors' noise grows)
     min_instance_px: int = 30  # an instance with fewer points at this width is not judged for motion
     moved_share: float = 0.3  # an instance with this share of its points in conflict with the keyframe moved
+    # a new keyframe registered straight to the segment's first: taken where this much agrees and
+    # the correction of the chained pose is smaller than this
+    anchor_agreement: float = 0.7
+    anchor_fix_m: float = 0.03
+    anchor_fix_deg: float = 3.0
 
 
 @dataclass
@@ -72,12 +77,13 @@ class StreamOdometry:
         self.segment = 0
         self.key: _Frame | None = None
         self.window: tuple[int, int, int, int, float] | None = None  # the keyframe's (_window)
+        self.anchor: tuple[_Frame, tuple[int, int, int, int, float]] | None = None  # the segment's first keyframe
         self.T_seg_key = np.eye(4)
         # the last frame, relative to the keyframe: the next frame's start (a constant-velocity
         # start drifted more on 10 Hz arcs: bench --odometry)
         self.T_key_last = np.eye(4)
         self.last_stamp_s: float | None = None
-        self.counts = {"frames": 0, "keyframes": 0, "lost": 0, "moved": 0, "last_seconds": 0.0}
+        self.counts = {"frames": 0, "keyframes": 0, "anchored": 0, "lost": 0, "moved": 0, "last_seconds": 0.0}
 
     def _window(self, view: View) -> tuple[int, int, int, int, float]:
         """The part of the image a keyframe and the frames registered to it are tracked in: around
@@ -170,15 +176,33 @@ class StreamOdometry:
                         moved.add(i)
         return share, sorted(moved), len(judged) >= 2 and 2 * len(moved) > len(judged)
 
-    def _new_keyframe(self, view: View, T_seg_cam: np.ndarray) -> None:
+    def _new_keyframe(self, view: View, T_seg_cam: np.ndarray) -> np.ndarray:
+        """The view becomes the keyframe; its pose is first checked against the segment's first
+        keyframe directly (no drift accumulated through the chain) and taken from there where that
+        registration agrees well and corrects only a little."""
+        if self.anchor is not None:
+            frame, window = self.anchor
+            cur = self._prepare(view, window)
+            T = self._odometry(cur, frame, T_seg_cam)
+            if T is not None:
+                share, moved, _ = self._moved(cur, frame, T)
+                fix = invert(T_seg_cam) @ T
+                if (share >= self.cfg.anchor_agreement and not moved and np.linalg.norm(fix[:3, 3]) < self.cfg.anchor_fix_m
+                        and rotation_error_deg(np.eye(3), fix[:3, :3]) < self.cfg.anchor_fix_deg):
+                    T_seg_cam = T
+                    self.counts["anchored"] += 1
         self.window = self._window(view)
         self.key, self.T_seg_key, self.T_key_last = self._prepare(view, self.window), T_seg_cam, np.eye(4)
+        if self.anchor is None:
+            self.anchor = (self.key, self.window)
         self.counts["keyframes"] += 1
+        return T_seg_cam
 
     def _restart(self, view: View, why: str) -> TrackedPose:
         if self.key is not None:
             self.counts["lost"] += 1
         self.segment += 1
+        self.anchor = None
         self._new_keyframe(view, np.eye(4))
         return TrackedPose(np.eye(4), self.segment, why)
 
@@ -229,7 +253,7 @@ class StreamOdometry:
         T_seg_cam = self.T_seg_key @ T
         turned = rotation_error_deg(np.eye(3), T[:3, :3])
         if moved or turned > self.cfg.keyframe_deg or np.linalg.norm(T[:3, 3]) > self.cfg.keyframe_m:
-            self._new_keyframe(view, T_seg_cam)
+            T_seg_cam = self._new_keyframe(view, T_seg_cam)
             return TrackedPose(T_seg_cam, self.segment, "keyframe", moved)
         return TrackedPose(T_seg_cam, self.segment, "tracked", moved)
 

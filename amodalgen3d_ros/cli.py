@@ -106,7 +106,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
         scfg = StreamConfig(objects=a.objects, rate_hz=a.rate, width=a.stream_size[0], height=a.stream_size[1],
                             plain_table=(a.plain_table if a.plain_table is not None else 1.0) >= 0.5)
-        rep = run_stream_bench(a.out, scfg, params=_params(a.param))
+        rep = run_stream_bench(a.out, scfg, params=_params(a.param), storm=a.storm)
         print(json.dumps({k: v for k, v in rep.items() if k not in ("diagnostics_last", "tracks")}, indent=1))
         return 0
     if a.node:
@@ -291,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--node", action="store_true", help="the ROS node under load: CPU, memory, latency")
     b.add_argument("--stream", action="store_true",
                    help="--node: a moving camera's stream with ground truth (--objects, --plain-table 0|1, --stream-size)")
+    b.add_argument("--storm", type=int, default=0, help="--node --stream: malformed frames before each valid one (same stamp)")
     b.add_argument("--stream-size", type=int, nargs=2, default=(640, 480), metavar=("W", "H"),
                    help="--node --stream: image size (640 480, 1280 720)")
     b.add_argument("--odometry", action="store_true",

@@ -614,7 +614,8 @@ def fit_support_plane(views: list[View], poses: ViewPoses, target_points: np.nda
         T = poses.T_out_cam[i]
         if T is None or v.depth_m is None:
             continue
-        p, _ = backproject(v.depth_m, v.K, v.labels == 0, stride=2)
+        # as many points at 640x480 or 1280x720 as at 320x240: RANSAC subsamples 20000 anyway
+        p, _ = backproject(v.depth_m, v.K, v.labels == 0, stride=2 * max(1, v.width // 320))
         p = transform(T, p)
         bg.append(p[np.linalg.norm(p - center, axis=1) < 0.5])
     if not bg:

@@ -131,7 +131,11 @@ def method_spec(c: NodeConfig) -> MethodSpec:
 
 def odometry_config(c: NodeConfig) -> OdometryConfig | None:
     """None: the camera is not tracked (no depth, or switched off; the node also leaves it off where TF gives poses)."""
-    return OdometryConfig(width=c.tracking_width) if c.camera_tracking and c.depth_topic else None
+    if not (c.camera_tracking and c.depth_topic):
+        return None
+    # frames come at most max_frame_rate_hz: a gap of a few of them is not yet a lost track
+    gap = max(OdometryConfig.max_gap_s, 2.5 / c.max_frame_rate_hz) if c.max_frame_rate_hz > 0 else OdometryConfig.max_gap_s
+    return OdometryConfig(width=c.tracking_width, max_gap_s=gap)
 
 
 def buffer_config(c: NodeConfig) -> BufferConfig:

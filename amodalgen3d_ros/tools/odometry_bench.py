@@ -37,7 +37,7 @@ class OdometryBenchConfig:
     seconds: float = 5.0
     arc_deg: float = 120.0
     plain_table_prob: float = 0.5
-    odometry_width: int = 160  # frames are registered at this width (the image is scaled down)
+    odometry_width: int = OdometryConfig.width  # frames are registered at this width (scaled down)
     keyframe_deg: float = 10.0
     keyframe_m: float = 0.05
     take_hz: float = 0.0  # frames taken per second (the node's max_frame_rate_hz); 0: every frame

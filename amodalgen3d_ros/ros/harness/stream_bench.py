@@ -100,11 +100,13 @@ def judge_track(result_json: Path, scene: synth.Scene, frames: list[View], poses
 
 
 def run_stream_bench(out: str | Path, cfg: StreamConfig = StreamConfig(), params: dict | None = None,
-                     connect_timeout_s: float = 60.0, method: str = "auto") -> dict:
+                     connect_timeout_s: float = 60.0, method: str = "auto", storm: int = 0) -> dict:
+    """``storm``: malformed frames (fuzz.MALFORMED) published before each valid frame, with its stamp."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
 
     from ..conversions import view_to_msgs
+    from .fuzz import MALFORMED, _frame
     from .node_bench import ProcessTree, publish_counting
     from .peer import init_rclpy, input_publishers, stop_process, wait_until_connected
     from .replay import start_node
@@ -115,6 +117,7 @@ def run_stream_bench(out: str | Path, cfg: StreamConfig = StreamConfig(), params
     for f in results.glob("track_*"):
         f.unlink()
     scene, frames, poses = render_stream(cfg)
+    rng = np.random.default_rng(cfg.seed)
     topics = {"color_topic": "/sb/color", "depth_topic": "/sb/depth", "camera_info_topic": "/sb/info",
               "labels_topic": "/sb/labels"}
     proc = start_node(out, {**topics, "output_dir": str(results), "method": method, **(params or {}),
@@ -136,7 +139,10 @@ def run_stream_bench(out: str | Path, cfg: StreamConfig = StreamConfig(), params
         for k, v in enumerate(frames):
             while time.monotonic() < t0 + k / cfg.rate_hz:
                 rclpy.spin_once(node, timeout_sec=max(0.0, min(0.005, t0 + k / cfg.rate_hz - time.monotonic())))
-            publish_counting(pubs, view_to_msgs(v, stamp0 + int(round(k * 1e9 / cfg.rate_hz))), failures)
+            stamp = stamp0 + int(round(k * 1e9 / cfg.rate_hz))
+            for _ in range(storm):
+                publish_counting(pubs, _frame(MALFORMED[int(rng.integers(len(MALFORMED)))], v, stamp, rng), failures)
+            publish_counting(pubs, view_to_msgs(v, stamp), failures)
             if time.monotonic() >= next_sample:
                 c_, r_ = tree_sample()
                 cpu.append(c_)
@@ -173,7 +179,8 @@ def run_stream_bench(out: str | Path, cfg: StreamConfig = StreamConfig(), params
     errs_mm = [e for t in tracks for e in t["pose_err_mm"]]
     errs_deg = [e for t in tracks for e in t["pose_err_deg"]]
     views = sum(t["views_kept"] for t in tracks)
-    report = {"config": asdict(cfg), "params": params or {}, "rate_hz_achieved": round(achieved, 1),
+    report = {"config": asdict(cfg), "params": params or {}, "storm": storm, "rate_hz_achieved": round(achieved, 1),
+              "rejected": {k[len("rejected_"):]: int(v) for k, v in kv.items() if k.startswith("rejected_")},
               "publish_failures": failures, "objects_in_scene": len(scene.meshes) - 1,
               "tracks_created": int(kv.get("buffer_tracks_created", 0)), "tracks_with_result": len(tracks),
               "views_kept": views, "views_posed_share": (sum(t["posed_share"] * t["views_kept"] for t in tracks) / views
