@@ -30,7 +30,7 @@ from .views import View
 
 @dataclass(frozen=True)
 class OdometryConfig:
-    width: int = 320  # frames are registered at this width (the window around the objects, scaled down)
+    width: int = 160  # frames are registered at this width (the window around the objects, scaled down)
     window_margin: float = 0.5  # the window reaches this share of the objects' extent beyond them
     keyframe_deg: float = 10.0
     keyframe_m: float = 0.05

@@ -70,7 +70,7 @@ PARAMS: list[Param] = [
     Param("world_frame", "", "output frame via TF at the image stamp; empty: estimate poses between views"),
     Param("camera_tracking", True, "without TF: track the camera along the stream by RGB-D odometry (needs depth), so "
           "kept views are posed; false (or where tracking was lost): register kept views to each other"),
-    Param("tracking_width", 320, "width the stream is tracked at (a window around the labelled objects, scaled down)", 40, 1920),
+    Param("tracking_width", 160, "width the stream is tracked at (a window around the labelled objects, scaled down)", 40, 1920),
     Param("output_dir", "", "also save each result as PLY + JSON here (atomically); empty: off"),
     Param("diagnostics_period_s", 1.0, "period of /diagnostics", 0.1, 60.0),
     Param("torch_threads", 0, "CPU threads for the networks; 0: torch's default", 0, 256),

@@ -113,7 +113,8 @@ def run_odometry_bench(out: str | Path, cfg: OdometryBenchConfig = OdometryBench
     out.mkdir(parents=True, exist_ok=True)
     (out / "odometry.json").write_text(json.dumps(report, indent=1))
     md = [f"## RGB-D odometry along a {cfg.arc_deg:.0f} degree arc in {cfg.seconds:.0f} s at {cfg.rate_hz:.0f} Hz, "
-          f"{cfg.width}x{cfg.height}, registered at width {cfg.odometry_width}", "",
+          f"{cfg.width}x{cfg.height}, registered at width {cfg.odometry_width}"
+          + (f", {cfg.take_hz:g} frames taken a second (the node's max_frame_rate_hz)" if cfg.take_hz else ""), "",
           "error of every frame's pose relative to the first, against the truth", "",
           "| scene | table | frames | lost | translation mm, median / last | rotation deg, median / last | s per frame |",
           "|---|---|---|---|---|---|---|"]
