@@ -50,7 +50,7 @@ def test_the_ros_docs_hold_the_current_parameter_table():
 def test_camera_tracking_follows_the_frame_rate_and_needs_depth():
     from amodalgen3d_ros.ros.params import odometry_config
 
-    assert odometry_config(validate({})).max_gap_s == 0.5  # 5 Hz: 0.2 s between frames
-    assert odometry_config(validate({"max_frame_rate_hz": 1.0})).max_gap_s == 2.5
+    assert odometry_config(validate({})).max_gap_s == 2.0  # 5 Hz: 0.2 s between frames
+    assert odometry_config(validate({"max_frame_rate_hz": 1.0})).max_gap_s == 5.0
     assert odometry_config(validate({"depth_topic": ""})) is None
     assert odometry_config(validate({"camera_tracking": False})) is None

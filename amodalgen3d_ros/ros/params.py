@@ -134,7 +134,7 @@ def odometry_config(c: NodeConfig) -> OdometryConfig | None:
     if not (c.camera_tracking and c.depth_topic):
         return None
     # frames come at most max_frame_rate_hz: a gap of a few of them is not yet a lost track
-    gap = max(OdometryConfig.max_gap_s, 2.5 / c.max_frame_rate_hz) if c.max_frame_rate_hz > 0 else OdometryConfig.max_gap_s
+    gap = max(OdometryConfig.max_gap_s, 5.0 / c.max_frame_rate_hz) if c.max_frame_rate_hz > 0 else OdometryConfig.max_gap_s
     return OdometryConfig(width=c.tracking_width, max_gap_s=gap)
 
 
