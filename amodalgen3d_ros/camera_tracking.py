@@ -46,10 +46,6 @@ class OdometryConfig:
     # a new keyframe registered straight to the segment's first: taken where this much agrees and
     # the correction of the chained pose is smaller than this
     anchor_agreement: float = 0.7
-    # ... and only where the chain drifted more than this: over a wide baseline the direct
-    # registration has a bias of its own (about 3 mm on textured tables, where the chain drifts less)
-    anchor_min_fix_m: float = 0.002
-    anchor_min_fix_deg: float = 0.2
     anchor_fix_m: float = 0.03
     anchor_fix_deg: float = 3.0
 
@@ -193,10 +189,8 @@ class StreamOdometry:
             if T is not None:
                 share, moved, _ = self._moved(cur, frame, T)
                 fix = invert(T_seg_cam) @ T
-                fix_m, fix_deg = float(np.linalg.norm(fix[:3, 3])), rotation_error_deg(np.eye(3), fix[:3, :3])
-                drifted = fix_m > self.cfg.anchor_min_fix_m or fix_deg > self.cfg.anchor_min_fix_deg
-                if (share >= self.cfg.anchor_agreement and not moved and drifted and fix_m < self.cfg.anchor_fix_m
-                        and fix_deg < self.cfg.anchor_fix_deg):
+                if (share >= self.cfg.anchor_agreement and not moved and np.linalg.norm(fix[:3, 3]) < self.cfg.anchor_fix_m
+                        and rotation_error_deg(np.eye(3), fix[:3, :3]) < self.cfg.anchor_fix_deg):
                     T_seg_cam = T
                     self.counts["anchored"] += 1
         self.window = self._window(view)
