@@ -20,13 +20,17 @@ $amo bench --split heldout --no-depth-noise --scenes 30 --views 1,4 --methods "$
 $amo bench --split heldout --data data/heldout120 --scenes 30 --views 1,2,4 --methods "amodalgen3d?hypotheses=4" \
   --out "$out/hypotheses"
 if [ -n "${REAL_SHAPES:-}" ]; then  # the collections of the README's "Real scanned shapes", checked out under it
-  $amo bench --split heldout --data data/real_heldout24 --scenes 24 --views 1,2,4 --plain-table 0.5 \
-    --shapes "$REAL_SHAPES/kit:middle=0.05-0.09" --shapes "$REAL_SHAPES/stable_hope_objects" \
-    --shapes "$REAL_SHAPES/stable_scanned_objects" \
-    --methods "$learned,visible,convex_hull,support_hull,symmetry,tsdf" --out "$out/real_heldout24"
+  real=(--shapes "$REAL_SHAPES/kit:middle=0.05-0.09" --shapes "$REAL_SHAPES/stable_hope_objects"
+        --shapes "$REAL_SHAPES/stable_scanned_objects" --plain-table 0.5)
+  $amo bench --split heldout --data data/real48 --scenes 48 --views 1,2,4 "${real[@]}" \
+    --methods "$learned,support_hull" --out "$out/real48"
+  $amo bench --split heldout --data data/real48 --scenes 48 --views 2,4 --unposed "${real[@]}" \
+    --methods "$learned" --out "$out/real48_unposed"
+  $amo bench --split heldout --data data/real48_clean --scenes 48 --views 1,4 --no-depth-noise "${real[@]}" \
+    --methods "$learned" --out "$out/real48_clean"
 fi
 $amo bench --poses --split heldout --data data/heldout120 --scenes 60 --out "$out/poses"
-$amo bench --odometry --scenes 6 --plain-table 0.5 --out "$out/odometry"
+$amo bench --odometry --scenes 6 --take-rate 5 --plain-table 0.5 --out "$out/odometry"
 $amo bench --prior amodalgen3d_ros/weights/amodal_prior.safetensors --data data/heldout120 --scenes 60 --out "$out/prior"
 # quiet machine for these: nothing else running
 for run in 1 2 3; do $amo bench --speed --views 1,4 --repeats 7 --out "$out/speed/run$run"; done
