@@ -79,7 +79,7 @@ class StreamOdometry:
         self.segment = 0
         self.key: _Frame | None = None
         self.window: tuple[int, int, int, int, float] | None = None  # the keyframe's (_window)
-        self.anchor: tuple[_Frame, tuple[int, int, int, int, float]] | None = None  # the segment's first keyframe
+        self.anchor: View | None = None  # the segment's first keyframe
         self.T_seg_key = np.eye(4)
         # the last frame, relative to the keyframe: the next frame's start (a constant-velocity
         # start drifted more on 10 Hz arcs: bench --odometry)
@@ -182,9 +182,9 @@ class StreamOdometry:
         """The view becomes the keyframe; its pose is first checked against the segment's first
         keyframe directly (no drift accumulated through the chain) and taken from there where that
         registration agrees well and corrects only a little."""
-        if self.anchor is not None:
-            frame, window = self.anchor
-            cur = self._prepare(view, window)
+        window = self._window(view)
+        if self.anchor is not None:  # both in the new keyframe's window (where its objects are now)
+            frame, cur = self._prepare(self.anchor, window), self._prepare(view, window)
             T = self._odometry(cur, frame, T_seg_cam)
             if T is not None:
                 share, moved, _ = self._moved(cur, frame, T)
@@ -193,10 +193,10 @@ class StreamOdometry:
                         and rotation_error_deg(np.eye(3), fix[:3, :3]) < self.cfg.anchor_fix_deg):
                     T_seg_cam = T
                     self.counts["anchored"] += 1
-        self.window = self._window(view)
+        self.window = window
         self.key, self.T_seg_key, self.T_key_last = self._prepare(view, self.window), T_seg_cam, np.eye(4)
         if self.anchor is None:
-            self.anchor = (self.key, self.window)
+            self.anchor = view
         self.counts["keyframes"] += 1
         return T_seg_cam
 
