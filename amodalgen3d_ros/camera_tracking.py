@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import open3d as o3d
 
-from .geometry import invert, rotation_error_deg
+from .geometry import invert, open3d_single_thread, rotation_error_deg
 from .views import View
 
 
@@ -122,9 +122,10 @@ class StreamOdometry:
     def _odometry(self, cur: _Frame, key: _Frame, init: np.ndarray) -> np.ndarray | None:
         h, w = cur.depth.shape
         intr = o3d.camera.PinholeCameraIntrinsic(w, h, cur.K[0, 0], cur.K[1, 1], cur.K[0, 2], cur.K[1, 2])
-        ok, T, _ = o3d.pipelines.odometry.compute_rgbd_odometry(
-            cur.rgbd, key.rgbd, intr, init, o3d.pipelines.odometry.RGBDOdometryJacobianFromHybridTerm(),
-            o3d.pipelines.odometry.OdometryOption())
+        with open3d_single_thread():  # a pose that is a function of its frames alone: replays reproduce
+            ok, T, _ = o3d.pipelines.odometry.compute_rgbd_odometry(
+                cur.rgbd, key.rgbd, intr, init, o3d.pipelines.odometry.RGBDOdometryJacobianFromHybridTerm(),
+                o3d.pipelines.odometry.OdometryOption())
         return T if ok and np.all(np.isfinite(T)) else None
 
     def _conflicts(self, a: _Frame, b: _Frame, T_b_a: np.ndarray) -> tuple[float, dict[int, tuple[int, int]]]:

@@ -151,7 +151,7 @@ _O3D_LOCK = threading.Lock()
 
 
 @contextmanager
-def _open3d_single_thread():
+def open3d_single_thread():
     """Open3D's ICP sums its normal equations across OpenMP threads in no fixed order: the same
     frames gave poses differing in the last bits, and after marching cubes a replayed bag gave
     other meshes. One thread makes a pose a function of its frames alone (the clouds are small)."""
@@ -225,7 +225,7 @@ def register_by_features(ref: View, view: View, seed: int = 0, n_features: int =
     if T is None or n_inl < min_inliers:
         return Registration(None, 0.0, np.inf, n_inl, f"{n_inl} RANSAC inliers")
     voxel = icp_radius_m / 2
-    with _open3d_single_thread():
+    with open3d_single_thread():
         src = _per_frame(view, ("cloud", voxel), lambda: _frame_cloud(view, voxel))
         dst = _per_frame(ref, ("cloud", voxel), lambda: _frame_cloud(ref, voxel))
         est = o3d.pipelines.registration.TransformationEstimationPointToPlane()
@@ -345,7 +345,7 @@ def register_by_objects(ref: View, view: View, seed: int = 0, min_share: float =
     M[:2, :2], M[:2, 3] = R, t
     T = F_ref @ M @ invert(F_view)
     voxel = icp_radius_m / 2
-    with _open3d_single_thread():
+    with open3d_single_thread():
         a = _per_frame(view, ("coloured cloud", voxel), lambda: _frame_cloud(view, voxel, colour=True))
         b = _per_frame(ref, ("coloured cloud", voxel), lambda: _frame_cloud(ref, voxel, colour=True))
         for radius in (4 * icp_radius_m, 2 * icp_radius_m, icp_radius_m):
