@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import open3d as o3d
 
-from .geometry import invert, open3d_single_thread, rotation_error_deg
+from .geometry import backproject, invert, open3d_single_thread, project, rotation_error_deg, transform
 from .views import View
 
 
@@ -35,9 +35,9 @@ class OdometryConfig:
     keyframe_deg: float = 10.0
     keyframe_m: float = 0.05
     # a longer gap between frames: tracking is lost (a shorter one is tracked across and judged by
-    # the checks below: a busy node drops a frame now and then, 0.57 s at 5 Hz lost a stream once)
+    # the checks below: a busy node drops a frame now and then)
     max_gap_s: float = 2.0
-    max_step_deg: float = 20.0  # a larger motion between two frames: lost (a 30 Hz hand-held camera turns ~1 deg)
+    max_step_deg: float = 20.0  # a larger motion between two frames: lost
     max_step_m: float = 0.15
     min_agreement: float = 0.5  # share of the frame's points that must agree with the keyframe after the motion
     agree_m: float = 0.02  # depth agreement tolerance (and 2 % of the depth: consumer sensors' noise grows)
@@ -64,11 +64,9 @@ class TrackedPose:
 @dataclass
 class _Frame:
     rgbd: o3d.geometry.RGBDImage
-    color: np.ndarray  # (h, w, 3) uint8 at the odometry's width
     depth: np.ndarray  # (h, w) float32 metres at the odometry's width
     labels: np.ndarray  # (h, w) int64
     K: np.ndarray  # intrinsics at this width
-    stamp_s: float
 
 
 class StreamOdometry:
@@ -78,11 +76,12 @@ class StreamOdometry:
         self.cfg = cfg
         self.segment = 0
         self.key: _Frame | None = None
+        self.key_view: View | None = None  # the keyframe's view (prepared again without moved objects)
         self.window: tuple[int, int, int, int, float] | None = None  # the keyframe's (_window)
         self.anchor: View | None = None  # the segment's first keyframe
         self.T_seg_key = np.eye(4)
         # the last frame, relative to the keyframe: the next frame's start (a constant-velocity
-        # start drifted more on 10 Hz arcs: bench --odometry)
+        # start drifted more: bench --odometry)
         self.T_key_last = np.eye(4)
         self.last_stamp_s: float | None = None
         self.counts = {"frames": 0, "keyframes": 0, "anchored": 0, "lost": 0, "moved": 0, "last_seconds": 0.0}
@@ -117,7 +116,10 @@ class StreamOdometry:
         K[1, 2] -= y0
         K[0] *= size[0] / (x1 - x0)
         K[1] *= size[1] / (y1 - y0)
-        return _Frame(_rgbd(color, depth), color, depth, labels, K, view.stamp_s)
+        rgbd = o3d.geometry.RGBDImage.create_from_color_and_depth(
+            o3d.geometry.Image(np.ascontiguousarray(color)), o3d.geometry.Image(np.ascontiguousarray(depth, np.float32)),
+            depth_scale=1.0, depth_trunc=4.0, convert_rgb_to_intensity=True)
+        return _Frame(rgbd, depth, labels, K)
 
     def _odometry(self, cur: _Frame, key: _Frame, init: np.ndarray) -> np.ndarray | None:
         h, w = cur.depth.shape
@@ -133,15 +135,11 @@ class StreamOdometry:
         per instance of a (judged points, points in conflict). A point conflicts where it lies in
         front of b's surface (b saw through it: free space) or on b's same instance at another depth;
         points behind b's surface may be hidden there and are not judged."""
-        v, u = np.nonzero(a.depth > 0)
-        z = a.depth[v, u]
-        p = np.c_[(u - a.K[0, 2]) * z / a.K[0, 0], (v - a.K[1, 2]) * z / a.K[1, 1], z] @ T_b_a[:3, :3].T + T_b_a[:3, 3]
-        zb = p[:, 2]
+        pts, vu = backproject(a.depth, a.K)
+        uv, zb = project(transform(T_b_a, pts), b.K)
         front = zb > 1e-3
-        ub = np.full(len(zb), -1)
-        vb = np.full(len(zb), -1)
-        ub[front] = np.round(p[front, 0] / zb[front] * b.K[0, 0] + b.K[0, 2]).astype(int)
-        vb[front] = np.round(p[front, 1] / zb[front] * b.K[1, 1] + b.K[1, 2]).astype(int)
+        ub = np.where(front, np.round(uv[:, 0]), -1).astype(int)
+        vb = np.where(front, np.round(uv[:, 1]), -1).astype(int)
         h, w = b.depth.shape
         inside = front & (ub >= 0) & (ub < w) & (vb >= 0) & (vb < h)
         D = np.zeros(len(zb), np.float32)
@@ -151,13 +149,13 @@ class StreamOdometry:
             return 0.0, {}
         tol = self.cfg.agree_m + 0.02 * D
         same = np.zeros(len(zb), bool)
-        same[judged] = b.labels[vb[judged], ub[judged]] == a.labels[v[judged], u[judged]]
+        la = a.labels[vu[:, 0], vu[:, 1]]
+        same[judged] = b.labels[vb[judged], ub[judged]] == la[judged]
         conflict = judged & ((zb < D - tol) | (same & (np.abs(zb - D) > tol)))
         agree = judged & (np.abs(zb - D) <= tol)
         seen = judged & (zb <= D + tol)  # not hidden behind b's surface
         share = float(agree.sum() / max(seen.sum(), 1))
         per = {}
-        la = a.labels[v, u]
         for i in np.unique(la[judged]).tolist():
             if i == 0:
                 continue
@@ -184,8 +182,9 @@ class StreamOdometry:
         keyframe directly (no drift accumulated through the chain) and taken from there where that
         registration agrees well and corrects only a little."""
         window = self._window(view)
+        key = self._prepare(view, window)
         if self.anchor is not None:  # both in the new keyframe's window (where its objects are now)
-            frame, cur = self._prepare(self.anchor, window), self._prepare(view, window)
+            frame, cur = self._prepare(self.anchor, window), key
             T = self._odometry(cur, frame, T_seg_cam)
             if T is not None:
                 share, moved, _ = self._moved(cur, frame, T)
@@ -194,8 +193,8 @@ class StreamOdometry:
                         and rotation_error_deg(np.eye(3), fix[:3, :3]) < self.cfg.anchor_fix_deg):
                     T_seg_cam = T
                     self.counts["anchored"] += 1
-        self.window = window
-        self.key, self.T_seg_key, self.T_key_last = self._prepare(view, self.window), T_seg_cam, np.eye(4)
+        self.window, self.key, self.key_view = window, key, view
+        self.T_seg_key, self.T_key_last = T_seg_cam, np.eye(4)
         if self.anchor is None:
             self.anchor = view
         self.counts["keyframes"] += 1
@@ -225,7 +224,7 @@ class StreamOdometry:
             return TrackedPose(None, self.segment, "no depth")
         gap = None if self.last_stamp_s is None else view.stamp_s - self.last_stamp_s
         self.last_stamp_s = view.stamp_s
-        if self.key is None or self.window is None:
+        if self.key is None or self.key_view is None or self.window is None:
             return self._restart(view, "start")
         if gap is not None and gap < 0:
             return self._restart(view, f"lost: stamps went back {-gap:.3f} s")
@@ -239,7 +238,8 @@ class StreamOdometry:
         if pose_wrong:
             return self._restart(view, f"lost: {len(moved)} objects disagree with the camera's motion")
         if moved:  # again without them: a moving object must not drag the camera
-            T2 = self._odometry(self._prepare(view, self.window, tuple(moved)), self._masked(self.key, moved), T)
+            hidden = tuple(moved)
+            T2 = self._odometry(self._prepare(view, self.window, hidden), self._prepare(self.key_view, self.window, hidden), T)
             if T2 is None:
                 return self._restart(view, "lost: odometry did not converge without the moved objects")
             T = T2
@@ -259,16 +259,3 @@ class StreamOdometry:
             T_seg_cam = self._new_keyframe(view, T_seg_cam)
             return TrackedPose(T_seg_cam, self.segment, "keyframe", moved)
         return TrackedPose(T_seg_cam, self.segment, "tracked", moved)
-
-    @staticmethod
-    def _masked(f: _Frame, hidden: list[int]) -> _Frame:
-        depth = f.depth.copy()
-        for i in hidden:
-            depth[f.labels == i] = 0
-        return _Frame(_rgbd(f.color, depth), f.color, depth, f.labels, f.K, f.stamp_s)
-
-
-def _rgbd(color: np.ndarray, depth: np.ndarray) -> o3d.geometry.RGBDImage:
-    return o3d.geometry.RGBDImage.create_from_color_and_depth(
-        o3d.geometry.Image(np.ascontiguousarray(color)), o3d.geometry.Image(np.ascontiguousarray(depth, np.float32)),
-        depth_scale=1.0, depth_trunc=4.0, convert_rgb_to_intensity=True)

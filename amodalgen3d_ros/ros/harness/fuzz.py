@@ -95,7 +95,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
     from ...tools import synth
     from ..conversions import mesh_from_msg
     from .node_bench import ProcessTree
-    from .peer import init_rclpy, input_publishers, stop_process, wait_until_connected
+    from .peer import init_rclpy, input_publishers, last_diagnostics, stop_process, wait_until_connected
     from .replay import start_node
 
     out = Path(out)
@@ -169,7 +169,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
 
         def drained() -> tuple:
             """What the node received so far, or None while it still holds storm tracks or frames."""
-            kv = {x.key: x.value for x in diags[-1].status[0].values} if diags and diags[-1].status else {}
+            kv = last_diagnostics(diags)
             if kv.get("buffer_tracks") != "0" or kv.get("queue_tracks_expiring") != "0" or kv.get("frames_pending") != "0":
                 return None
             return tuple(kv.get(f"received_{n}") for n in ("color", "depth", "camera_info", "labels"))
@@ -212,7 +212,7 @@ def run_fuzz(out: str | Path, n_inputs: int = 3000, seed: int = 0, rate_hz: floa
         node.destroy_node()
         rclpy.try_shutdown()
         rc = stop_process(proc, 15.0)
-    kv = {x.key: x.value for x in diags[-1].status[0].values} if diags and diags[-1].status else {}
+    kv = last_diagnostics(diags)
     check = {"received": ok_result is not None}
     if ok_result is not None:
         import trimesh

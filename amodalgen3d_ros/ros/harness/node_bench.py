@@ -87,7 +87,7 @@ def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0
     from amodalgen3d_ros.msg import ReconstructedObjectArray
 
     from ..conversions import view_to_msgs
-    from .peer import init_rclpy, input_publishers, stop_process, wait_until_connected
+    from .peer import init_rclpy, input_publishers, last_diagnostics, stop_process, wait_until_connected
     from .replay import start_node
 
     out = Path(out)
@@ -136,7 +136,7 @@ def run_node_bench(out: str | Path, rate_hz: float = 30.0, seconds: float = 60.0
         # input stops: every track expires and gets its final run; then the accounting is complete
 
         def settled() -> bool:
-            kv = {x.key: x.value for x in diags[-1].status[0].values} if diags and diags[-1].status else {}
+            kv = last_diagnostics(diags)
             # frames still in flight to a lagging node would make new tracks: input must have stopped too
             idle = all(float(v) == 0.0 for k, v in kv.items() if k.startswith("rate_"))
             return idle and kv.get("buffer_tracks") == "0" and kv.get("queue_tracks_expiring") == "0"

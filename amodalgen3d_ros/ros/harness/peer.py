@@ -15,6 +15,11 @@ def init_rclpy() -> None:
     rclpy.init(args=[])
 
 
+def last_diagnostics(diags: list) -> dict:
+    """The newest /diagnostics message's key-values (received DiagnosticArrays); {} before one."""
+    return {x.key: x.value for x in diags[-1].status[0].values} if diags and diags[-1].status else {}
+
+
 def input_publishers(node, topics: dict, depth: int) -> list:
     """Reliable publishers of the node's four inputs, in view_to_msgs order (colour, depth, info, labels)."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy

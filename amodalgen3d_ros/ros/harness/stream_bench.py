@@ -64,15 +64,16 @@ def render_stream(cfg: StreamConfig) -> tuple[synth.Scene, list[View], list[np.n
 
 
 def judge_track(result_json: Path, scene: synth.Scene, frames: list[View], poses: list[np.ndarray], rate_hz: float,
-                method: str) -> dict:
-    """One track's result against the truth, and the same views reconstructed with true poses."""
+                stamp0_s: float, method: str) -> dict:
+    """One track's result against the truth, and the same views reconstructed with true poses.
+    Frame k of the stream was stamped stamp0_s + k / rate_hz."""
     from ...reconstruct import reconstruct
     from ...tools.metrics import evaluate
 
     res = json.loads(result_json.read_text())
     tid = int(res["track_id"])
     regs = res["registration"]
-    index = [int(round(r["stamp"] * rate_hz)) for r in regs]  # stamps are k / rate from the stream's start
+    index = [int(round((r["stamp"] - stamp0_s) * rate_hz)) for r in regs]
     truth_world = scene.meshes[scene.ids.index(tid)]
     T_world_ref = poses[index[0]] if res["frame"] != "world" else np.eye(4)
     trans_mm, rot_deg = [], []
@@ -108,7 +109,7 @@ def run_stream_bench(out: str | Path, cfg: StreamConfig = StreamConfig(), params
     from ..conversions import view_to_msgs
     from .fuzz import MALFORMED, _frame
     from .node_bench import ProcessTree, publish_counting
-    from .peer import init_rclpy, input_publishers, stop_process, wait_until_connected
+    from .peer import init_rclpy, input_publishers, last_diagnostics, stop_process, wait_until_connected
     from .replay import start_node
 
     out = Path(out)
@@ -133,6 +134,14 @@ def run_stream_bench(out: str | Path, cfg: StreamConfig = StreamConfig(), params
         wait_until_connected(node, pubs, connect_timeout_s, proc)
         tree_sample()
         cpu, rss, failures = [], [], [0, 0, 0, 0]
+
+        def sample_every_second() -> None:
+            nonlocal next_sample
+            if time.monotonic() >= next_sample:
+                c_, r_ = tree_sample()
+                cpu.append(c_)
+                rss.append(r_)
+                next_sample += 1.0
         t0 = time.monotonic()
         stamp0 = int(time.time()) * 10**9  # whole seconds: frame k's stamp is stamp0 + k / rate exactly
         next_sample = t0 + 1.0
@@ -143,24 +152,16 @@ def run_stream_bench(out: str | Path, cfg: StreamConfig = StreamConfig(), params
             for _ in range(storm):
                 publish_counting(pubs, _frame(MALFORMED[int(rng.integers(len(MALFORMED)))], v, stamp, rng), failures)
             publish_counting(pubs, view_to_msgs(v, stamp), failures)
-            if time.monotonic() >= next_sample:
-                c_, r_ = tree_sample()
-                cpu.append(c_)
-                rss.append(r_)
-                next_sample += 1.0
+            sample_every_second()
         achieved = len(frames) / (time.monotonic() - t0)
 
         def settled() -> bool:
-            kv = {x.key: x.value for x in diags[-1].status[0].values} if diags and diags[-1].status else {}
+            kv = last_diagnostics(diags)
             return kv.get("buffer_tracks") == "0" and kv.get("queue_tracks_expiring") == "0"
         t_stop = time.monotonic()
         while time.monotonic() - t_stop < 180 and not settled():
             rclpy.spin_once(node, timeout_sec=0.1)
-            if time.monotonic() >= next_sample:
-                c_, r_ = tree_sample()
-                cpu.append(c_)
-                rss.append(r_)
-                next_sample += 1.0
+            sample_every_second()
         for _ in range(10):
             rclpy.spin_once(node, timeout_sec=0.1)
     finally:
@@ -168,14 +169,9 @@ def run_stream_bench(out: str | Path, cfg: StreamConfig = StreamConfig(), params
             node.destroy_node()
         rclpy.try_shutdown()
         stop_process(proc, 15.0)
-    kv = {x.key: x.value for x in diags[-1].status[0].values} if diags and diags[-1].status else {}
-    stamp_s0 = stamp0 * 1e-9
-    for f in results.glob("track_*.json"):  # stamps relative to the stream's start
-        res = json.loads(f.read_text())
-        for r in res["registration"]:
-            r["stamp"] = round(r["stamp"] - stamp_s0, 6)
-        f.write_text(json.dumps(res))
-    tracks = [judge_track(f, scene, frames, poses, cfg.rate_hz, method) for f in sorted(results.glob("track_*.json"))]
+    kv = last_diagnostics(diags)
+    tracks = [judge_track(f, scene, frames, poses, cfg.rate_hz, stamp0 * 1e-9, method)
+              for f in sorted(results.glob("track_*.json"))]
     errs_mm = [e for t in tracks for e in t["pose_err_mm"]]
     errs_deg = [e for t in tracks for e in t["pose_err_deg"]]
     views = sum(t["views_kept"] for t in tracks)
