@@ -79,6 +79,18 @@ class View:
     def target_masks(self, target_id: int) -> TargetMasks:
         return target_masks(self, target_id)
 
+    def crop(self, y0: int, y1: int, x0: int, x1: int) -> "View":
+        """The same camera seeing only rows y0:y1 and columns x0:x1 (the principal point moves
+        with the window; pose, stamp and names are kept). Arrays are copies: a crop does not
+        keep the whole frame alive."""
+        K = self.K.copy()
+        K[0, 2] -= x0
+        K[1, 2] -= y0
+        win = (slice(y0, y1), slice(x0, x1))
+        return View(self.color[win].copy(), None if self.depth_m is None else self.depth_m[win].copy(), K,
+                    self.labels[win].copy(), self.T_world_cam, self.stamp_s, self.name, self.frame_id,
+                    self.pose_source, self.pose_frame)
+
 
 @dataclass
 class TargetMasks:
@@ -145,6 +157,32 @@ def target_masks(view: View, target_id: int, ring_px: int = 4) -> TargetMasks:
     n_vis = float(visible.sum())
     n_occ = float((occluder & box).sum())
     return TargetMasks(visible, occluder, truncated, n_vis / (n_vis + n_occ), ids)
+
+
+def target_region(view: View, target_id: int, grow: float = 1.0, min_side_px: int = 160) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1): the part of the image a reconstruction of the target reads, or None
+    when the target is not in the view. The box of the target and the instances touching it (what
+    can hide it), grown by ``grow`` times its larger side on every side (the object cube reaches
+    about that far past the visible part, and the support plane is fitted to the table around
+    it), at least min_side_px square, clipped to the image. Cropping to it again gives it again."""
+    visible = view.labels == target_id
+    if not visible.any():
+        return None
+    m = target_masks(view, target_id)
+    ys, xs = np.nonzero(visible | m.occluder)
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    pad_y = max(int(grow * max(y1 - y0, x1 - x0)), (min_side_px - (y1 - y0) + 1) // 2)
+    pad_x = max(int(grow * max(y1 - y0, x1 - x0)), (min_side_px - (x1 - x0) + 1) // 2)
+    return max(0, y0 - pad_y), min(view.height, y1 + pad_y), max(0, x0 - pad_x), min(view.width, x1 + pad_x)
+
+
+def crop_to_target(views: list[View], target_id: int) -> list[View]:
+    """Each view cut to target_region when every view is posed (what a reconstruction reads of a
+    640x480 or 1280x720 frame, without shipping the rest to the reconstruction process); the views
+    as given otherwise, because registering unposed views matches whole frames."""
+    if any(v.T_world_cam is None for v in views):
+        return list(views)
+    return [v if (r := target_region(v, target_id)) is None else v.crop(*r) for v in views]
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from amodalgen3d_ros.views import View, ViewsFormatError, read_views_dir, target_masks, write_views_dir
+from amodalgen3d_ros.geometry import backproject, transform
+from amodalgen3d_ros.views import (View, ViewsFormatError, crop_to_target, read_views_dir, target_masks, target_region,
+                                   write_views_dir)
 
 
 def _view(h=20, w=30, target=3, depth=0.5):
@@ -47,6 +49,37 @@ def test_nan_and_negative_depth_mean_no_measurement():
     d[0, 0], d[0, 1], d[0, 2] = np.nan, -1, np.inf
     v2 = View(v.color, d, v.K, v.labels)
     assert v2.depth_m[0, :3].tolist() == [0, 0, 0]
+
+
+def _wider(v: View, pad: int = 200) -> View:
+    """The same camera with a sensor grown by pad pixels on every side (seeing nothing there)."""
+    K = v.K.copy()
+    K[:2, 2] += pad
+    p2, p3 = ((pad, pad), (pad, pad)), ((pad, pad), (pad, pad), (0, 0))
+    return View(np.pad(v.color, p3), np.pad(v.depth_m, p2), K, np.pad(v.labels, p2), v.T_world_cam)
+
+
+def test_crop_sees_the_same_points_and_cropping_again_changes_nothing(scene0):
+    v = _wider(scene0.views[0])
+    t = scene0.target_id
+    r = target_region(v, t)
+    assert r is not None and r != (0, v.height, 0, v.width)  # the target is small in the frame
+    c = v.crop(*r)
+    assert c.labels.shape == (r[1] - r[0], r[3] - r[2]) and c.T_world_cam is v.T_world_cam
+    p_full, _ = backproject(v.depth_m, v.K, v.labels == t)
+    p_crop, _ = backproject(c.depth_m, c.K, c.labels == t)
+    np.testing.assert_allclose(transform(c.T_world_cam, p_crop), transform(v.T_world_cam, p_full), atol=1e-6)
+    assert (c.labels == t).sum() == (v.labels == t).sum()
+    assert set(target_masks(c, t).occluder_ids) == set(target_masks(v, t).occluder_ids)
+    assert target_region(c, t) == (0, c.height, 0, c.width)  # idempotent: the crop is its own region
+    assert target_region(v, 12345) is None
+
+
+def test_only_posed_view_sets_are_cropped(scene0):
+    views, t = [_wider(v) for v in scene0.views[:3]], scene0.target_id
+    assert all(c.width < v.width or c.height < v.height for c, v in zip(crop_to_target(views, t), views))
+    unposed = [View(v.color, v.depth_m, v.K, v.labels, None) for v in views]
+    assert all(c is v for c, v in zip(crop_to_target([views[0]] + unposed[1:], t), [views[0]] + unposed[1:]))
 
 
 def test_occluder_in_front_is_found_and_behind_is_not():
