@@ -95,6 +95,8 @@ def test_reconstructed_object_is_a_collision_object_copy(scene0):
     assert set(pts.dtype.names) == {"x", "y", "z", "rgb", "confidence"}
     m = conv.marker(obj)
     assert m.type == m.TRIANGLE_LIST and len(m.points) == 3 * len(f)
+    corners = np.array([[q.x, q.y, q.z] for q in m.points]) + [obj.pose.position.x, obj.pose.position.y, obj.pose.position.z]
+    np.testing.assert_allclose(corners, v[f.ravel()], atol=1e-9)  # each triangle's corners, in order
     assert obj.hypotheses == []  # none asked for
 
 

@@ -34,7 +34,7 @@ from ..camera_tracking import StreamOdometry
 from ..reconstruct import save
 from ..scheduling import FrameQueue, FrameRateLimiter, ReconstructionSchedule, RejectCounter, sensor_now
 from ..tracks import ViewBuffer
-from ..views import View
+from ..views import View, crop_to_target
 from ..worker import ReconstructionWorker, WorkerError
 from . import conversions as conv
 from .params import PARAMS, NodeConfig, ParamError, buffer_config, method_spec, odometry_config, validate
@@ -339,7 +339,7 @@ class AmodalGen3DNode(LifecycleNode):
         t_in = self.schedule.run_started(tid, t0)  # when the newest view of this snapshot arrived
         track = self.buffer.tracks.get(tid)
         try:  # in the reconstruction process: past reconstruct_timeout_s it is killed (and started again)
-            rec = self.recon.reconstruct(views, tid, self.cfg.reconstruct_timeout_s)
+            rec = self.recon.reconstruct(crop_to_target(views, tid), tid, self.cfg.reconstruct_timeout_s)
         except Exception as e:
             kind = {TimeoutError: "reconstructions_timed_out", WorkerError: "reconstruction_process_crashes"}
             self.stats[kind.get(type(e), "reconstructions_failed")] += 1
@@ -378,7 +378,7 @@ class AmodalGen3DNode(LifecycleNode):
         arr.objects = objs
         self.pub_objects.publish(arr)
         self.stats["objects_published"] += 1  # replay waits until it has received as many
-        if changed:
+        if changed and self.pub_markers.get_subscription_count():  # RViz only: none built for nobody
             ma = MarkerArray()
             ma.markers = [conv.marker(self.results[t]) for t in changed if t in self.results]
             self.pub_markers.publish(ma)
