@@ -54,6 +54,16 @@ def backproject(depth_m: np.ndarray, K: np.ndarray, mask: np.ndarray | None = No
     return np.stack([x, y, z], axis=1), np.stack([v, u], axis=1)
 
 
+REFERENCE_FX_PX = 277.0  # the 320x240, 60-degree camera the networks were trained and tuned at
+
+
+def pixel_stride(K: np.ndarray) -> int:
+    """Every how many pixels to take so that a sharper camera (640x480, 1280x720) gives about as
+    many points per object as the reference camera. From the focal length, not the image size:
+    a crop of a sharp image is still sharp."""
+    return max(1, int(K[0, 0] / REFERENCE_FX_PX))
+
+
 def project(points_cam: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Optical-frame points (N, 3) -> pixel coords (N, 2) float (u, v) and depth z (N,)."""
     z = points_cam[:, 2]
@@ -559,7 +569,7 @@ def fuse_target(views: list[View], target_id: int, poses: ViewPoses | None = Non
         m = v.target_masks(target_id)
         if not m.visible.any():
             continue
-        p, vu = backproject(v.depth_m, v.K, m.visible)
+        p, vu = backproject(v.depth_m, v.K, m.visible, stride=pixel_stride(v.K))
         if len(p) == 0:
             continue
         if len(p) > max_points_per_view:
@@ -615,7 +625,7 @@ def fit_support_plane(views: list[View], poses: ViewPoses, target_points: np.nda
         if T is None or v.depth_m is None:
             continue
         # as many points at 640x480 or 1280x720 as at 320x240: RANSAC subsamples 20000 anyway
-        p, _ = backproject(v.depth_m, v.K, v.labels == 0, stride=2 * max(1, v.width // 320))
+        p, _ = backproject(v.depth_m, v.K, v.labels == 0, stride=2 * pixel_stride(v.K))
         p = transform(T, p)
         bg.append(p[np.linalg.norm(p - center, axis=1) < 0.5])
     if not bg:
