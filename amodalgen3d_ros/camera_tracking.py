@@ -106,16 +106,20 @@ class StreamOdometry:
         y0, y1, x0, x1, s = window
         assert view.depth_m is not None
         size = (max(1, int(round((x1 - x0) * s))), max(1, int(round((y1 - y0) * s))))
+        # Pixel centres: a small pixel i covers the window's [i r, (i + 1) r), centred at (i + 0.5) r - 0.5;
+        # colour is averaged over it (INTER_AREA), depth and labels taken at the pixel nearest that
+        # centre (INTER_NEAREST_EXACT; plain INTER_NEAREST takes i r, a shift against the colour),
+        # and the intrinsics say the same.
         color = cv2.resize(view.color[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
-        depth = cv2.resize(view.depth_m[y0:y1, x0:x1], size, interpolation=cv2.INTER_NEAREST)
-        labels = cv2.resize(view.labels[y0:y1, x0:x1].astype(np.int32), size, interpolation=cv2.INTER_NEAREST).astype(np.int64)
+        depth = cv2.resize(view.depth_m[y0:y1, x0:x1], size, interpolation=cv2.INTER_NEAREST_EXACT)
+        labels = cv2.resize(view.labels[y0:y1, x0:x1].astype(np.int32), size,
+                            interpolation=cv2.INTER_NEAREST_EXACT).astype(np.int64)
         for i in hidden:  # moved objects must not drag the camera's pose
             depth[labels == i] = 0
         K = view.K.copy()
-        K[0, 2] -= x0
-        K[1, 2] -= y0
-        K[0] *= size[0] / (x1 - x0)
-        K[1] *= size[1] / (y1 - y0)
+        for axis, (lo, n, m) in enumerate(((x0, x1 - x0, size[0]), (y0, y1 - y0, size[1]))):
+            K[axis, 2] = (K[axis, 2] - lo + 0.5) * m / n - 0.5
+            K[axis, axis] *= m / n
         rgbd = o3d.geometry.RGBDImage.create_from_color_and_depth(
             o3d.geometry.Image(np.ascontiguousarray(color)), o3d.geometry.Image(np.ascontiguousarray(depth, np.float32)),
             depth_scale=1.0, depth_trunc=4.0, convert_rgb_to_intensity=True)

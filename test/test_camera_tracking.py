@@ -108,3 +108,29 @@ def test_poses_in_a_fixed_world_frame_stay_in_it(scene):
         v.T_world_cam, v.pose_source = T, "tf"
     vp = resolve_poses(views)
     assert vp.frame == "world" and vp.sources == ["tf", "tf"] and vp.registrations == [None, None]
+
+
+def test_scaled_down_frame_keeps_depth_colour_and_intrinsics_aligned():
+    """The small frame the odometry reads: depth, colour and intrinsics must describe the same
+    pixel centres (depth taken at i*r, not at the centre, moved the poses by millimetres)."""
+    h, w = 480, 640
+    K = np.array([[554.0, 0, 319.5], [0, 554.0, 239.5], [0, 0, 1]])
+    n, d = np.array([0.6, 0.0, 0.8]), -0.6  # a plane tilted about y: depth changes along x
+    u, v = np.meshgrid(np.arange(w), np.arange(h))
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u, float)], -1)
+    depth = (-d / (rays @ n)).astype(np.float32)
+    color = np.repeat((0.3 * u)[..., None], 3, -1).astype(np.uint8)  # a ramp along x
+    labels = np.zeros((h, w), np.int64)
+    labels[100:380, 200:440] = 7
+    view = View(color, depth, K, labels)
+    odo = StreamOdometry()
+    f = odo._prepare(view, odo._window(view))
+    hs, ws = f.depth.shape
+    us, vs = np.meshgrid(np.arange(ws), np.arange(hs))
+    z = f.depth
+    pts = np.stack([(us - f.K[0, 2]) * z / f.K[0, 0], (vs - f.K[1, 2]) * z / f.K[1, 1], z], -1)
+    off = pts @ n + d  # from the plane: a nearest pixel's depth is up to half a pixel off, unbiased
+    assert abs(off.mean()) < 5e-5 and np.abs(off).max() < 7e-4
+    u_full = (us - f.K[0, 2]) / f.K[0, 0] * K[0, 0] + K[0, 2]  # where K puts each small pixel
+    intensity = np.asarray(f.rgbd.color)  # Open3D's intensity in [0, 1] of the averaged ramp
+    assert np.abs(intensity * 255 - 0.3 * u_full).max() < 1.5  # within the 8-bit rounding
