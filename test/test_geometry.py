@@ -148,6 +148,24 @@ def test_fusion_lands_on_the_target_surface(scene0):
     assert np.median(d) < 0.003  # noisy depth, exact poses: millimetres from the true surface
 
 
+def test_a_sharper_camera_gives_as_many_target_points_as_the_reference_one(scene0):
+    """The same views seen by a camera of twice the focal length and size (each pixel 2x2): the
+    fused target keeps the reference camera's density, so 640x480 costs what 320x240 does."""
+    views, t = scene0.views[:2], scene0.target_id
+    assert G.pixel_stride(views[0].K) == 1
+    sharp = []
+    for v in views:
+        K = v.K.copy()
+        K[:2] *= 2
+        K[:2, 2] += 0.5  # pixel centres: (u + 0.5) * 2 - 0.5
+        up = lambda a: np.repeat(np.repeat(a, 2, 0), 2, 1)
+        sharp.append(View(up(v.color), up(v.depth_m), K, up(v.labels), v.T_world_cam))
+    assert G.pixel_stride(sharp[0].K) == 2
+    ref, two = G.fuse_target(views, t), G.fuse_target(sharp, t)
+    assert abs(len(two.points) - len(ref.points)) < 0.1 * len(ref.points)
+    assert np.abs(np.median(two.points, 0) - np.median(ref.points, 0)).max() < 0.002
+
+
 def test_registrations_are_remembered_per_frame_pair(scene0, monkeypatch):
     views = [View(v.color, v.depth_m, v.K, v.labels, None, stamp_s=0.1 * i, name=v.name)
              for i, v in enumerate(scene0.views[:3])]
