@@ -102,10 +102,14 @@ def cmd_bench(a: argparse.Namespace) -> int:
         ok = rep["crashes"] == 0 and rep["valid_after_storm"].get("ok") and not rep.get("valid_frames_lost", 0)
         return 0 if ok else 1
     if a.node and a.stream:
-        from .ros.harness.stream_bench import StreamConfig, run_stream_bench
+        from .ros.harness.stream_bench import StreamConfig, run_stream_bench, run_stream_repeats
 
         scfg = StreamConfig(objects=a.objects, rate_hz=a.rate, width=a.stream_size[0], height=a.stream_size[1],
                             plain_table=(a.plain_table if a.plain_table is not None else 1.0) >= 0.5)
+        if a.load is not None:
+            rep = run_stream_repeats(a.out, scfg, a.repeats, a.load, params=_params(a.param))
+            print(json.dumps({k: v for k, v in rep.items() if k != "runs"}, indent=1))
+            return 0 if rep["tracks_unaccounted"] == 0 else 1
         rep = run_stream_bench(a.out, scfg, params=_params(a.param), storm=a.storm)
         print(json.dumps({k: v for k, v in rep.items() if k not in ("diagnostics_last", "tracks")}, indent=1))
         return 0
@@ -303,7 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--objects", type=int, default=5, help="--node: tracked objects in view")
     b.add_argument("-p", "--param", action="append", help="--node: node parameter name:=value")
     b.add_argument("--speed", action="store_true", help="seconds per object and peak memory of the learned method")
-    b.add_argument("--repeats", type=int, default=5, help="--speed: runs per setting (median quoted)")
+    b.add_argument("--repeats", type=int, default=5, help="--speed: runs per setting (median quoted); --load: runs")
+    b.add_argument("--load", type=int, default=None, metavar="N",
+                   help="--node --stream: the stream --repeats times beside N processes busy on a core each; "
+                        "every track must end with a result or a counted reason")
     b.set_defaults(fn=cmd_bench)
     t = sub.add_parser("train", help="train the generator (flow), the deterministic reference (regress), the "
                                      "2D amodal prior (prior) or the local decoder (decoder)")

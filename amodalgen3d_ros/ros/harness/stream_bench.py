@@ -1,6 +1,7 @@
 """The node on a moving camera's stream, with ground truth: what a robot's camera gives it.
 
-    amodalgen3d bench --node --stream [--objects 4] [--plain-table 1] [--width 640 --height 480] --out DIR
+    amodalgen3d bench --node --stream [--objects 4] [--plain-table 1] [--stream-size 640 480] --out DIR
+    amodalgen3d bench --node --stream --repeats 20 --load 1 --out DIR    (results or counted reasons)
 
 A camera arc of ``arc_deg`` in ``seconds`` at ``rate_hz`` around a synthetic tabletop (the data
 engine's objects, placed to occlude each other, consumer depth noise; plain or textured table),
@@ -101,8 +102,9 @@ def judge_track(result_json: Path, scene: synth.Scene, frames: list[View], poses
 
 
 def run_stream_bench(out: str | Path, cfg: StreamConfig = StreamConfig(), params: dict | None = None,
-                     connect_timeout_s: float = 60.0, method: str = "auto", storm: int = 0) -> dict:
-    """``storm``: malformed frames (fuzz.MALFORMED) published before each valid frame, with its stamp."""
+                     connect_timeout_s: float = 60.0, method: str = "auto", storm: int = 0, judge: bool = True) -> dict:
+    """``storm``: malformed frames (fuzz.MALFORMED) published before each valid frame, with its stamp.
+    ``judge``: False leaves out the ground truth comparisons (repeated runs count results only)."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
 
@@ -171,14 +173,15 @@ def run_stream_bench(out: str | Path, cfg: StreamConfig = StreamConfig(), params
         stop_process(proc, 15.0)
     kv = last_diagnostics(diags)
     tracks = [judge_track(f, scene, frames, poses, cfg.rate_hz, stamp0 * 1e-9, method)
-              for f in sorted(results.glob("track_*.json"))]
+              for f in sorted(results.glob("track_*.json"))] if judge else []
     errs_mm = [e for t in tracks for e in t["pose_err_mm"]]
     errs_deg = [e for t in tracks for e in t["pose_err_deg"]]
     views = sum(t["views_kept"] for t in tracks)
     report = {"config": asdict(cfg), "params": params or {}, "storm": storm, "rate_hz_achieved": round(achieved, 1),
               "rejected": {k[len("rejected_"):]: int(v) for k, v in kv.items() if k.startswith("rejected_")},
               "publish_failures": failures, "objects_in_scene": len(scene.meshes) - 1,
-              "tracks_created": int(kv.get("buffer_tracks_created", 0)), "tracks_with_result": len(tracks),
+              "tracks_created": int(kv.get("buffer_tracks_created", 0)),
+              "tracks_with_result": len(list(results.glob("track_*.json"))),
               "views_kept": views, "views_posed_share": (sum(t["posed_share"] * t["views_kept"] for t in tracks) / views
                                                          if views else None),
               "posed_by": {s: sum(t["posed_by"].get(s, 0) for t in tracks) for s in
@@ -197,4 +200,47 @@ def run_stream_bench(out: str | Path, cfg: StreamConfig = StreamConfig(), params
               "node_rss_mb_max": float(max(rss)) if rss else None,
               "tracks": tracks, "diagnostics_last": kv}
     (out / "stream_bench.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def run_stream_repeats(out: str | Path, cfg: StreamConfig = StreamConfig(), repeats: int = 20, load: int = 1,
+                       params: dict | None = None) -> dict:
+    """The stream ``repeats`` times (seeds cfg.seed, cfg.seed + 1, ...: other objects, other arcs)
+    with ``load`` processes spinning on a core each beside the node and the publisher: does every
+    track the node created end with a result, or with a reason it counted
+    (tracks_ended_without_result_*)? Unaccounted tracks are the failure this looks for."""
+    import subprocess
+    import sys
+    from dataclasses import replace
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
+    runs = []
+    try:
+        for i in range(repeats):
+            rep = run_stream_bench(out / f"run_{i:02d}", replace(cfg, seed=cfg.seed + i), params, judge=False)
+            kv = rep["diagnostics_last"]
+            counted = {k[len("tracks_ended_without_result_"):]: int(float(v)) for k, v in kv.items()
+                       if k.startswith("tracks_ended_without_result_")}
+            created, with_result = rep["tracks_created"], rep["tracks_with_result"]
+            runs.append({"seed": cfg.seed + i, "tracks_created": created, "tracks_with_result": with_result,
+                         "without_result_counted": counted,
+                         "unaccounted": created - with_result - sum(counted.values()),
+                         "latency_s_p95": rep["latency_s_p95"], "node_rss_mb_max": rep["node_rss_mb_max"]})
+            print(json.dumps(runs[-1]), flush=True)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    lat = [r["latency_s_p95"] for r in runs if r["latency_s_p95"] is not None]
+    report = {"config": asdict(cfg), "params": params or {}, "repeats": repeats, "load_processes": load,
+              "tracks_created": sum(r["tracks_created"] for r in runs),
+              "tracks_with_result": sum(r["tracks_with_result"] for r in runs),
+              "tracks_without_result_counted": sum(sum(r["without_result_counted"].values()) for r in runs),
+              "tracks_unaccounted": sum(r["unaccounted"] for r in runs),
+              "latency_s_p95_median": float(np.median(lat)) if lat else None,
+              "latency_s_p95_max": float(max(lat)) if lat else None,
+              "node_rss_mb_max": max((r["node_rss_mb_max"] or 0.0) for r in runs) if runs else None, "runs": runs}
+    (out / "stream_repeats.json").write_text(json.dumps(report, indent=1))
     return report
