@@ -79,7 +79,7 @@ class View:
     def target_masks(self, target_id: int) -> TargetMasks:
         return target_masks(self, target_id)
 
-    def crop(self, y0: int, y1: int, x0: int, x1: int) -> "View":
+    def crop(self, y0: int, y1: int, x0: int, x1: int) -> View:
         """The same camera seeing only rows y0:y1 and columns x0:x1 (the principal point moves
         with the window; pose, stamp and names are kept). Arrays are copies: a crop does not
         keep the whole frame alive."""

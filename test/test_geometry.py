@@ -148,6 +148,10 @@ def test_fusion_lands_on_the_target_surface(scene0):
     assert np.median(d) < 0.003  # noisy depth, exact poses: millimetres from the true surface
 
 
+def _twice(a: np.ndarray) -> np.ndarray:
+    return np.repeat(np.repeat(a, 2, 0), 2, 1)
+
+
 def test_a_sharper_camera_gives_as_many_target_points_as_the_reference_one(scene0):
     """The same views seen by a camera of twice the focal length and size (each pixel 2x2): the
     fused target keeps the reference camera's density, so 640x480 costs what 320x240 does."""
@@ -158,8 +162,7 @@ def test_a_sharper_camera_gives_as_many_target_points_as_the_reference_one(scene
         K = v.K.copy()
         K[:2] *= 2
         K[:2, 2] += 0.5  # pixel centres: (u + 0.5) * 2 - 0.5
-        up = lambda a: np.repeat(np.repeat(a, 2, 0), 2, 1)
-        sharp.append(View(up(v.color), up(v.depth_m), K, up(v.labels), v.T_world_cam))
+        sharp.append(View(_twice(v.color), _twice(v.depth_m), K, _twice(v.labels), v.T_world_cam))
     assert G.pixel_stride(sharp[0].K) == 2
     ref, two = G.fuse_target(views, t), G.fuse_target(sharp, t)
     assert abs(len(two.points) - len(ref.points)) < 0.1 * len(ref.points)

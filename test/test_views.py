@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 
 from amodalgen3d_ros.geometry import backproject, transform
-from amodalgen3d_ros.views import (View, ViewsFormatError, crop_to_target, read_views_dir, target_masks, target_region,
-                                   write_views_dir)
+from amodalgen3d_ros.views import (
+    View,
+    ViewsFormatError,
+    crop_to_target,
+    read_views_dir,
+    target_masks,
+    target_region,
+    write_views_dir,
+)
 
 
 def _view(h=20, w=30, target=3, depth=0.5):
