@@ -171,8 +171,8 @@ def target_region(view: View, target_id: int, grow: float = 1.0, min_side_px: in
     m = target_masks(view, target_id)
     ys, xs = np.nonzero(visible | m.occluder)
     y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-    pad_y = max(int(grow * max(y1 - y0, x1 - x0)), (min_side_px - (y1 - y0) + 1) // 2)
-    pad_x = max(int(grow * max(y1 - y0, x1 - x0)), (min_side_px - (x1 - x0) + 1) // 2)
+    grow_px = int(grow * max(y1 - y0, x1 - x0))
+    pad_y, pad_x = (max(grow_px, (min_side_px - n + 1) // 2) for n in (y1 - y0, x1 - x0))
     return max(0, y0 - pad_y), min(view.height, y1 + pad_y), max(0, x0 - pad_x), min(view.width, x1 + pad_x)
 
 
