@@ -18,7 +18,7 @@ import numpy as np
 import open3d as o3d
 from scipy.spatial import cKDTree
 
-from .views import View, ViewsFormatError
+from .views import TargetMasks, View, ViewsFormatError
 
 
 def transform(T_a_b: np.ndarray, points_b: np.ndarray) -> np.ndarray:
@@ -556,8 +556,9 @@ class FusedTarget:
 
 
 def fuse_target(views: list[View], target_id: int, poses: ViewPoses | None = None,
-                max_points_per_view: int = 20000, seed: int = 0) -> FusedTarget:
-    """Back-project the target's visible pixels of every registered view into the output frame."""
+                max_points_per_view: int = 20000, seed: int = 0, masks: list[TargetMasks] | None = None) -> FusedTarget:
+    """Back-project the target's visible pixels of every registered view into the output frame
+    (``masks``: each view's target_masks, when the caller has them already)."""
     if poses is None:
         poses = resolve_poses(views, seed=seed)
     pts, cols, idx, taus = [], [], [], []
@@ -566,7 +567,7 @@ def fuse_target(views: list[View], target_id: int, poses: ViewPoses | None = Non
         T = poses.T_out_cam[i]
         if T is None or v.depth_m is None:
             continue
-        m = v.target_masks(target_id)
+        m = masks[i] if masks is not None else v.target_masks(target_id)
         if not m.visible.any():
             continue
         p, vu = backproject(v.depth_m, v.K, m.visible, stride=pixel_stride(v.K))

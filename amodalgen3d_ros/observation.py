@@ -39,8 +39,8 @@ def observe(views: list[View], target_id: int, seed: int = 0, poses: ViewPoses |
     if not views:
         raise ViewsFormatError("no views")
     poses = poses or resolve_poses(views, seed=seed)
-    fused = fuse_target(views, target_id, poses, seed=seed)
     masks = [v.target_masks(target_id) for v in views]
+    fused = fuse_target(views, target_id, poses, seed=seed, masks=masks)
     plane = fit_support_plane(views, poses, fused.points, seed=seed)
     return Observation(views, target_id, poses, fused, masks, plane)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 DEFAULT_DEPTH_SCALE = 0.001  # metres per depth.png unit (millimetres), per the contract
 
@@ -130,7 +129,7 @@ def target_masks(view: View, target_id: int, ring_px: int = 4) -> TargetMasks:
     m = 2 * ring_px + 2
     win = (slice(max(0, ys.min() - m), min(h, ys.max() + m + 1)), slice(max(0, xs.min() - m), min(w, xs.max() + m + 1)))
     vis_w, lab_w = visible[win], view.labels[win]
-    ring = ndimage.binary_dilation(vis_w, iterations=ring_px) & ~vis_w
+    ring = _dilate(vis_w, ring_px) & ~vis_w
     for oid in np.unique(lab_w[ring]):
         if oid == 0 or oid == target_id:
             continue
@@ -138,7 +137,7 @@ def target_masks(view: View, target_id: int, ring_px: int = 4) -> TargetMasks:
         if view.depth_m is not None:
             dep_w = view.depth_m[win]
             near_other = ring & (lab_w == oid) & (dep_w > 0)
-            near_target = vis_w & ndimage.binary_dilation(lab_w == oid, iterations=ring_px) & (dep_w > 0)
+            near_target = vis_w & _dilate(lab_w == oid, ring_px) & (dep_w > 0)
             if near_other.any() and near_target.any():
                 in_front = bool(np.median(dep_w[near_other]) < np.median(dep_w[near_target]) - 0.003)
         if in_front:
@@ -157,6 +156,15 @@ def target_masks(view: View, target_id: int, ring_px: int = 4) -> TargetMasks:
     n_vis = float(visible.sum())
     n_occ = float((occluder & box).sum())
     return TargetMasks(visible, occluder, truncated, n_vis / (n_vis + n_occ), ids)
+
+
+def _dilate(mask: np.ndarray, radius_px: int) -> np.ndarray:
+    """Pixels within ``radius_px`` steps (4-connected) of the mask: scipy's binary_dilation with
+    ``iterations=radius_px``, by OpenCV in one pass over a diamond (a tenth of the time; half of
+    each view's masks went to it)."""
+    r = radius_px
+    diamond = (np.abs(np.arange(-r, r + 1))[:, None] + np.abs(np.arange(-r, r + 1))[None, :] <= r).astype(np.uint8)
+    return cv2.dilate(mask.view(np.uint8), diamond).view(bool)
 
 
 def target_region(view: View, target_id: int, grow: float = 1.0, min_side_px: int = 160) -> tuple[int, int, int, int] | None:

@@ -101,6 +101,22 @@ def test_occluder_in_front_is_found_and_behind_is_not():
     assert 0 < m.visibility_ratio < 1
 
 
+def test_dilation_is_scipys_four_connected_one():
+    """target_masks dilates with OpenCV over a diamond: the same pixels as scipy's iterations."""
+    from scipy import ndimage
+
+    from amodalgen3d_ros.views import _dilate
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        h, w = rng.integers(1, 40, 2)
+        mask = rng.random((h, w)) < rng.random() * 0.1
+        for r in (1, 4):
+            np.testing.assert_array_equal(_dilate(mask, r), ndimage.binary_dilation(mask, iterations=r))
+    window = (rng.random((60, 60)) < 0.02)[5:40, 10:50]  # not contiguous, as target_masks' windows are
+    np.testing.assert_array_equal(_dilate(window, 4), ndimage.binary_dilation(window, iterations=4))
+
+
 @pytest.mark.parametrize("breakage, message", [
     ("no_scene", "scene.json"),
     ("no_ref", "reference view 000"),
