@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +35,11 @@ from .weights_io import WEIGHTS_DIR, WeightsError, file_sha256, weights_meta
 
 DEFAULT_WEIGHTS = {"amodalgen3d": WEIGHTS_DIR / "amodalgen3d_flow.safetensors",
                    "amodal_regressor": WEIGHTS_DIR / "amodal_regressor.safetensors"}
+
+
+# Samples per network call (numpy backends): on the CPU, small batches need a fraction of the
+# activation memory of all samples at once, and are as fast or faster with one thread (docs/ros.md).
+SAMPLES_PER_CALL = 2
 
 
 class LearnedMethod:
@@ -121,9 +127,18 @@ class LearnedMethod:
                 self.sigma_scale, self.sigma_floor_m, self.occlusion_gain_m = (
                     c["sigma_scale"], c["sigma_floor_m"], c["occlusion_gain_m"])
                 self.confidence_by_views = confidence_params_by_views(cal.get("confidence_by_views", {}))
-        self.stage_seconds: dict[str, float] = {}  # of the last call (__call__)
+        self._calls = threading.local()  # per calling thread: the reconstruction process runs several at once
         self.fcfg = FeatureConfig(res=self.model.cfg.res, crop=self.model.cfg.crop, max_views=self.model.cfg.max_views,
                                   amodal_prior=self.model.cfg.amodal_prior)
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """The split of this thread's last call (__call__): network and surface seconds."""
+        return getattr(self._calls, "stage_seconds", {})
+
+    @stage_seconds.setter
+    def stage_seconds(self, value: dict[str, float]) -> None:
+        self._calls.stage_seconds = value
 
     def level_for(self, n_views: int) -> float:
         """The surface level for a field from n views: that of the largest calibrated view count
@@ -150,7 +165,8 @@ class LearnedMethod:
         geo, views, tau, valid = to_batch(mi)
         with torch.inference_mode():
             if self.model.cfg.mode == "flow":
-                z = sample(self.backend, geo, views, tau, valid, self.steps, self.samples, self.seed, self.guidance)
+                z = sample(self.backend, geo, views, tau, valid, self.steps, self.samples, self.seed, self.guidance,
+                           per_call=SAMPLES_PER_CALL)
                 # numpy, not torch: a torch op here wakes its idle thread pool (tens of ms on 2 cores)
                 if self.model.cfg.predict == "x0":
                     # each sample ends on its predicted clean shape, a soft occupancy: kept soft

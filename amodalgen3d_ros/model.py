@@ -383,12 +383,14 @@ def regression_loss(model: AmodalGen3D, occ, geo, views, tau, valid) -> torch.Te
 
 @torch.no_grad()
 def sample(net, geo, views, tau, valid, steps: int = SAMPLING_STEPS, samples: int = NUM_SAMPLES, seed: int = 0,
-           guidance: float = 1.0):
+           guidance: float = 1.0, per_call: int = 0):
     """K samples for one object (batch-1 inputs) -> (K, R, R, R) occupancy in [-1, 1].
 
     ``net``: a backend (backends.py: encode / velocity; an AmodalGen3D runs as
     ``backends.TorchBackend(model)``). Euler steps from t = 1 (noise) to t = 0 (data); the
     conditions are encoded once. guidance > 1 applies classifier-free guidance (torch only).
+    ``per_call``: samples per network call on a numpy backend (0: all K at once). The samples do not
+    interact, so this changes memory and speed, not the result.
     """
     backend = net
     K = samples
@@ -403,8 +405,12 @@ def sample(net, geo, views, tau, valid, steps: int = SAMPLING_STEPS, samples: in
         cond_n = tuple(np.repeat(c, K, axis=0) for c in backend.encode_numpy(geo.numpy(), views.numpy()))
         geo_n, tau_n, valid_n = (np.repeat(a.numpy(), K, axis=0) for a in (geo, tau, valid))
         ts_n = np.linspace(1, 0, steps + 1, dtype=np.float32)
+        n = per_call or K
         for i in range(steps):
-            v_n = backend.velocity_numpy(zn, np.full(K, ts_n[i], np.float32), geo_n, tau_n, valid_n, cond_n)
+            v_n = np.concatenate([
+                backend.velocity_numpy(zn[a:a + n], np.full(len(zn[a:a + n]), ts_n[i], np.float32), geo_n[a:a + n],
+                                       tau_n[a:a + n], valid_n[a:a + n], tuple(c[a:a + n] for c in cond_n))
+                for a in range(0, K, n)])
             zn = zn + (ts_n[i + 1] - ts_n[i]) * v_n
         return torch.from_numpy(np.ascontiguousarray(zn[:, 0]))
     geo_k, tau_k, valid_k = (a.expand(K, *a.shape[1:]).contiguous() for a in (geo, tau, valid))

@@ -102,8 +102,8 @@ class ReconstructionSchedule:
     node's diagnostics publish.
 
     Thread use: the node's frame thread calls views_arrived and force; its timer calls expired;
-    its worker thread everything else. The expired queue is locked; the rest is read by the worker
-    alone or is a single dict/set operation.
+    its worker threads everything else (several reconstructions run at once: take hands each
+    track to one of them, and the counters are locked). The rest is a single dict/set operation.
     """
 
     def __init__(self, min_interval_s: float, max_pending_final: int, stats: dict[str, float] | None = None):
@@ -116,6 +116,7 @@ class ReconstructionSchedule:
         self.with_result: set[int] = set()  # live tracks that have published a result
         self.failed: dict[int, str] = {}  # track -> why its last run failed
         self.latencies: deque[float] = deque(maxlen=2000)  # newest view in -> its result out, s
+        self.running: set[int] = set()  # tracks being reconstructed now
         self._expired: list[Track] = []
         self._why_none: dict[int, str] = {}  # ended tracks that got no final run, and why
         self._lock = threading.Lock()
@@ -142,6 +143,19 @@ class ReconstructionSchedule:
             out.append(t.track_id)
         return sorted(out, key=lambda tid: (tid in self.with_result, self.newest_view_wall.get(tid, 0.0)))
 
+    def take(self, buffer: ViewBuffer, now_wall: float) -> int | None:
+        """The most urgent due track that no other worker thread is reconstructing, now marked as
+        running (until run_ended); None when there is none."""
+        with self._lock:
+            tid = next((t for t in self.due(buffer, now_wall) if t not in self.running), None)
+            if tid is not None:
+                self.running.add(tid)
+            return tid
+
+    def run_ended(self, tid: int) -> None:
+        with self._lock:
+            self.running.discard(tid)
+
     @staticmethod
     def changed(buffer: ViewBuffer) -> list[int]:
         """Tracks whose kept views changed since their last run, whether due yet or not."""
@@ -155,22 +169,25 @@ class ReconstructionSchedule:
         return self.newest_view_wall.get(tid, now_wall)
 
     def run_failed(self, tid: int, reason: str) -> None:
-        self.failed[tid] = reason
-        self.stats["reconstructions_failed"] += 1
+        with self._lock:
+            self.failed[tid] = reason
+            self.stats["reconstructions_failed"] += 1
 
     def run_succeeded(self, tid: int) -> None:
-        self.failed.pop(tid, None)
-        self.stats["reconstructions"] += 1
-        if tid not in self.with_result:
-            self.with_result.add(tid)
-            self.stats["tracks_with_result"] += 1
+        with self._lock:
+            self.failed.pop(tid, None)
+            self.stats["reconstructions"] += 1
+            if tid not in self.with_result:
+                self.with_result.add(tid)
+                self.stats["tracks_with_result"] += 1
 
     def latency(self, newest_view_wall: float, started_wall: float, done_wall: float) -> None:
         """A live run's latency: waiting for the worker, then the run (a final run waits for the
         track to expire by design and is not a frame's latency)."""
         self.stats["last_wait_s"], self.stats["last_run_s"] = started_wall - newest_view_wall, done_wall - started_wall
-        self.stats["last_latency_s"] = done_wall - newest_view_wall
-        self.latencies.append(done_wall - newest_view_wall)
+        with self._lock:
+            self.stats["last_latency_s"] = done_wall - newest_view_wall
+            self.latencies.append(done_wall - newest_view_wall)
 
     def diagnostics(self, buffer: ViewBuffer) -> dict[str, str | int]:
         """Queue lengths, failed tracks and the latency's median and p95, as the node publishes them."""
@@ -206,14 +223,21 @@ class ReconstructionSchedule:
         return tracks
 
     def next_expired(self) -> Track | None:
+        """The oldest ended track waiting for its final run whose live run (if any) is over,
+        marked as running (until run_ended)."""
         with self._lock:
-            return self._expired.pop(0) if self._expired else None
+            i = next((i for i, t in enumerate(self._expired) if t.track_id not in self.running), None)
+            if i is None:
+                return None
+            self.running.add(self._expired[i].track_id)
+            return self._expired.pop(i)
 
     def final_run_done(self, tid: int) -> str | None:
         """An expired track's final run is over (or was not needed): account for it and forget it.
         Returns why it ended without any result (counted by kind), or None when it had one."""
         with self._lock:
             self.expiring -= 1
+            self.running.discard(tid)
             why = self._why_none.pop(tid, None)
         self.forced.discard(tid)
         self.newest_view_wall.pop(tid, None)  # per-track state goes with the track: ids churn without end

@@ -49,6 +49,19 @@ def test_sampling_through_either_backend_agrees(exported):
     assert ((a > 0) != (b > 0)).float().mean() < 0.001  # the same occupancy, voxel for voxel
 
 
+def test_samples_in_smaller_calls_are_the_same_samples(exported):
+    """The node runs the samples a few per network call (memory): same noise, same samples."""
+    m, d = exported
+    _, step_in = B.example_inputs(m, batch=1, views=2)
+    geo, tau, valid = step_in[2], step_in[3], step_in[4]
+    views = torch.rand(1, 2, CFG.img_channels, CFG.crop, CFG.crop)
+    ort_b = B.OnnxRuntimeBackend(d)
+    whole = M.sample(ort_b, geo, views, tau, valid, steps=2, samples=5, seed=4)
+    for per_call in (1, 2, 3):
+        part = M.sample(ort_b, geo, views, tau, valid, steps=2, samples=5, seed=4, per_call=per_call)
+        torch.testing.assert_close(part, whole, atol=1e-4, rtol=1e-4)
+
+
 def test_x0_generator_exports_with_its_velocity(tmp_path):
     """The x0-predicting generator's graph holds the conversion to a velocity: parity with torch."""
     torch.manual_seed(1)

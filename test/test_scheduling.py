@@ -67,6 +67,23 @@ def test_min_interval_holds_a_track_back_unless_it_is_forced():
     assert 1 not in s.forced
 
 
+def test_two_worker_threads_never_take_the_same_track():
+    """Several reconstructions run at once: each due track goes to one worker thread, and an ended
+    track's final run waits until its live run is over (else the older result could land last)."""
+    b = ViewBuffer(BufferConfig(min_visible_px=10))
+    s = ReconstructionSchedule(min_interval_s=0.0, max_pending_final=10)
+    s.views_arrived(b.add_frame(frame(0.0, {1: (0, 20, 0, 20), 2: (30, 50, 0, 20)}), 0.0), 0.0)
+    first, second = s.take(b, 1.0), s.take(b, 1.0)
+    assert {first, second} == {1, 2} and s.take(b, 1.0) is None
+    s.expired([b.tracks[first]])
+    assert s.next_expired() is None  # its live run is still going
+    s.run_ended(first)
+    t = s.next_expired()
+    assert t is not None and t.track_id == first and first in s.running
+    s.final_run_done(first)
+    assert s.running == {second}
+
+
 def test_every_ended_track_has_a_result_or_a_counted_reason():
     s = ReconstructionSchedule(min_interval_s=0.0, max_pending_final=10)
     ok, failed, never = Track(1), Track(2), Track(3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -88,5 +89,55 @@ def test_a_result_says_where_its_seconds_went(tmp_path):
     w = ReconstructionWorker(MethodSpec("support_hull"))
     try:
         assert set(w.reconstruct(scene.views, scene.target_id, 60).stage_seconds) == {"observation", "method"}
+    finally:
+        w.close()
+
+
+def test_concurrent_calls_run_at_once_and_each_gets_its_own_result(scene0):
+    """The node's worker threads share one process running two reconstructions at once: each call
+    gets the mesh it would get alone (in-process), with its own split of seconds."""
+    spec = MethodSpec("amodalgen3d", options={"steps": 2, "samples": 2, "backend": "torch"}, concurrent=2)
+    jobs = [scene0.views[:1], scene0.views[:3], scene0.views[1:3], scene0.views[:2]]
+    out: dict[int, object] = {}
+    w = ReconstructionWorker(spec)
+    try:
+        def call(i):
+            out[i] = w.reconstruct(jobs[i], scene0.target_id, timeout_s=120)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(jobs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        w.close()
+    assert sorted(out) == list(range(len(jobs)))
+    for i, views in enumerate(jobs):
+        b = reconstruct(views, scene0.target_id, "amodalgen3d?steps=2&samples=2")
+        np.testing.assert_allclose(out[i].mesh.vertices, b.mesh.vertices, atol=1e-6)
+        assert out[i].n_views_used == len(views)
+        assert set(out[i].stage_seconds) == {"observation", "network", "surface"}
+
+
+def test_a_timeout_ends_the_calls_beside_it_with_a_reason(scene0):
+    w = ReconstructionWorker(MethodSpec("support_hull", concurrent=2))
+    errors: list[Exception] = []
+
+    def slow_beside():
+        try:
+            w.reconstruct(scene0.views[:4], scene0.target_id, timeout_s=60)
+        except Exception as e:
+            errors.append(e)
+
+    try:
+        t = threading.Thread(target=slow_beside)
+        t.start()
+        while not w._pending and t.is_alive():  # the other call is in the child before this one times out
+            threading.Event().wait(0.001)
+        with pytest.raises(TimeoutError):
+            w.reconstruct(scene0.views[:4], scene0.target_id, timeout_s=0.001)
+        t.join()
+        assert len(errors) == 1 and isinstance(errors[0], WorkerError) and "another reconstruction" in str(errors[0])
+        assert w.reconstruct(scene0.views[:1], scene0.target_id, timeout_s=60).mesh.is_watertight  # started again
     finally:
         w.close()

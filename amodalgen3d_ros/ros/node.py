@@ -16,7 +16,6 @@ import traceback
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
@@ -39,6 +38,7 @@ from ..worker import ReconstructionWorker, WorkerError
 from . import conversions as conv
 from .params import PARAMS, NodeConfig, ParamError, buffer_config, method_spec, odometry_config, validate
 from .sync import LatestBefore, StampSynchronizer
+from .tf_poses import TfPoses
 
 
 class AmodalGen3DNode(LifecycleNode):
@@ -49,7 +49,7 @@ class AmodalGen3DNode(LifecycleNode):
     def __init__(self, **kwargs):
         # set before Node.__init__: a node that fails to construct is still destroyed by rclpy
         self.subs: list = []
-        self.worker: threading.Thread | None = None
+        self.workers: list[threading.Thread] = []
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.frame_thread: threading.Thread | None = None
@@ -74,7 +74,7 @@ class AmodalGen3DNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.buffer = ViewBuffer(buffer_config(self.cfg))
         ocfg = odometry_config(self.cfg)
-        self.tf = self._make_tf()
+        self.tf = TfPoses.make(self, self.cfg.world_frame)
         self.odometry = StreamOdometry(ocfg) if ocfg is not None and self.tf is None else None
         self.target_ids = None if self.cfg.track_ids in ([], [0]) else [int(t) for t in self.cfg.track_ids]
         self.has_depth = bool(self.cfg.depth_topic)
@@ -129,10 +129,13 @@ class AmodalGen3DNode(LifecycleNode):
         self.subs = [self.create_subscription(topics[n][0], topics[n][1], self._input_cb(n), topics[n][2])
                      for n in self.input_names]
         self.stop.clear()
-        self.worker = threading.Thread(target=self._work, name="amodalgen3d_worker", daemon=True)
-        self.worker.start()
+        self.publish_lock = threading.Lock()  # results and their publication: several worker threads
+        # a worker thread per reconstruction run at once in the reconstruction process, and one for frames
+        self.workers = [threading.Thread(target=self._work, name=f"amodalgen3d_worker_{i}", daemon=True)
+                        for i in range(self.cfg.concurrent_reconstructions)]
         self.frame_thread = threading.Thread(target=self._take_frames, name="amodalgen3d_frames", daemon=True)
-        self.frame_thread.start()
+        for t in [*self.workers, self.frame_thread]:
+            t.start()
         self.get_logger().info(
             f"active: method {self.recon.method_name}, inputs {', '.join(topics[n][1] for n in self.input_names)}, "
             f"sync {self.cfg.sync_mode}, poses from "
@@ -163,10 +166,10 @@ class AmodalGen3DNode(LifecycleNode):
         """Stop the node's threads and the reconstruction process (frees the model)."""
         for event in (self.stop, self.wake, self.frame_wake):
             event.set()
-        for t in (self.worker, self.frame_thread):
+        for t in [*self.workers, self.frame_thread]:
             if t is not None:
                 t.join(timeout=5.0)
-        self.worker = self.frame_thread = None
+        self.workers, self.frame_thread = [], None
         if getattr(self, "recon", None) is not None:
             self.recon.close()
             self.recon = None
@@ -179,27 +182,6 @@ class AmodalGen3DNode(LifecycleNode):
         self.get_logger().info(f"{w.method_name}: loaded in process {w.pid}"
                                + (f", backend {w.backend_name}" if w.backend_name else ""))
         return w
-
-    def _make_tf(self):
-        if not self.cfg.world_frame:
-            return None
-        try:
-            import tf2_ros
-        except ImportError:
-            self.get_logger().warning("world_frame is set but tf2_ros is not installed: estimating poses between views")
-            return None
-        buf = tf2_ros.Buffer()
-        self._tf_listener = tf2_ros.TransformListener(buf, self)
-        return buf
-
-    def _lookup_pose(self, frame_id: str, stamp) -> np.ndarray | None:
-        try:
-            t = self.tf.lookup_transform(self.cfg.world_frame, frame_id, rclpy.time.Time.from_msg(stamp),
-                                         rclpy.duration.Duration(seconds=0.05))
-        except Exception as e:  # tf2 raises several exception types: all mean "no pose"
-            self._reject("tf_unavailable", str(e))
-            return None
-        return conv.transform_to_matrix(t.transform)
 
     # ---------------------------------------------------------------------------------------- inputs
     def _input_cb(self, name: str):
@@ -266,9 +248,9 @@ class AmodalGen3DNode(LifecycleNode):
             self._reject(e.cause, str(e))
             return
         hdr = m["color"].header
-        T = self._lookup_pose(hdr.frame_id, hdr.stamp) if self.tf is not None else None
+        T, why = self.tf.lookup(hdr.frame_id, hdr.stamp) if self.tf is not None else (None, "")
         if self.tf is not None and T is None:
-            return
+            return self._reject("tf_unavailable", why)
         view = View(color, depth, K, labels, T, hdr.stamp.sec + hdr.stamp.nanosec * 1e-9, frame_id=hdr.frame_id, pose_source="tf")
         if self.odometry is not None:  # the camera tracked along the stream, before views are chosen
             r = self.odometry.pose_view(view)
@@ -322,13 +304,14 @@ class AmodalGen3DNode(LifecycleNode):
                             self.get_logger().warning(f"track {t.track_id} ended without a result: {why}")
                     ended.append(t.track_id)
                 self._forget(ended)  # one withdrawal for the lot, not one per track
-                due = self.schedule.due(self.buffer, time.monotonic())
-                if due:  # one at a time, then look again: a new track need not wait for a whole round
-                    tid = due[0]
-                    snap = self.buffer.snapshot(tid)
-                    if snap is not None:
-                        self._run(tid, *snap)
-                    self.wake.set()
+                # one at a time per worker thread, then look again: a new track need not wait for a whole round
+                if (tid := self.schedule.take(self.buffer, time.monotonic())) is not None:
+                    try:
+                        if (snap := self.buffer.snapshot(tid)) is not None:
+                            self._run(tid, *snap)
+                    finally:
+                        self.schedule.run_ended(tid)
+                        self.wake.set()
             except Exception:  # the worker never dies
                 if not self.context.ok():  # shutting down: the result cannot be published, nothing is wrong
                     return
@@ -350,8 +333,10 @@ class AmodalGen3DNode(LifecycleNode):
             if track is not None:
                 track.reconstructed_version = version
         self.schedule.run_succeeded(tid)
-        self.results[tid] = conv.reconstructed_object(rec, conv.result_header(rec.frame, views, self.cfg.world_frame))
-        self._publish(changed=[tid])
+        obj = conv.reconstructed_object(rec, conv.result_header(rec.frame, views, self.cfg.world_frame))
+        with self.publish_lock:
+            self.results[tid] = obj
+            self._publish(changed=[tid])
         self.stats.update(last_inference_s=rec.seconds, **{f"last_{k}_s": s for k, s in rec.stage_seconds.items()})
         if not final:
             self.schedule.latency(t_in, t0, time.monotonic())
@@ -364,12 +349,13 @@ class AmodalGen3DNode(LifecycleNode):
 
     def _forget(self, tids: list[int]) -> None:
         """Withdraw ended tracks' results: DELETE markers, then the arrays without them."""
-        gone = [(tid, obj) for tid in tids if (obj := self.results.pop(tid, None)) is not None]
-        if gone:
-            ma = MarkerArray()
-            ma.markers = [conv.delete_marker(obj.header, tid) for tid, obj in gone]
-            self.pub_markers.publish(ma)
-            self._publish(changed=[])
+        with self.publish_lock:
+            gone = [(tid, obj) for tid in tids if (obj := self.results.pop(tid, None)) is not None]
+            if gone:
+                ma = MarkerArray()
+                ma.markers = [conv.delete_marker(obj.header, tid) for tid, obj in gone]
+                self.pub_markers.publish(ma)
+                self._publish(changed=[])
 
     def _publish(self, changed: list[int]) -> None:
         arr = ReconstructedObjectArray()

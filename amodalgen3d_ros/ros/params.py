@@ -66,6 +66,8 @@ PARAMS: list[Param] = [
           choices=("fp16", "fp32")),
     Param("force_rebuild", False, "rebuild the TensorRT engines even when the cache matches"),
     Param("min_reconstruct_interval_s", 1.0, "a track is reconstructed at most this often", 0.0, 3600.0),
+    Param("concurrent_reconstructions", 1, "reconstructions run at once (threads of the reconstruction process: one runs "
+          "its networks while another meshes; with torch_threads 0 the cores are shared out between them)", 1, 16),
     Param("reconstruct_timeout_s", 30.0, "a reconstruction running longer marks the track failed", 0.1, 3600.0),
     Param("world_frame", "", "output frame via TF at the image stamp; empty: estimate poses between views"),
     Param("camera_tracking", True, "without TF: track the camera along the stream by RGB-D odometry (needs depth), so "
@@ -108,6 +110,7 @@ class NodeConfig:
     precision: str
     force_rebuild: bool
     min_reconstruct_interval_s: float
+    concurrent_reconstructions: int
     reconstruct_timeout_s: float
     world_frame: str
     camera_tracking: bool
@@ -126,7 +129,7 @@ def method_spec(c: NodeConfig) -> MethodSpec:
         options["prior_weights"] = c.prior_weights_path
     if not c.local_decoder:  # (on: where calibrated with the weights, learned_method's default)
         options["decoder"] = 0
-    return MethodSpec(c.method, c.weights_path, options, c.torch_threads)
+    return MethodSpec(c.method, c.weights_path, options, c.torch_threads, c.concurrent_reconstructions)
 
 
 def odometry_config(c: NodeConfig) -> OdometryConfig | None:
