@@ -184,8 +184,8 @@ class ReconstructionSchedule:
     def latency(self, newest_view_wall: float, started_wall: float, done_wall: float) -> None:
         """A live run's latency: waiting for the worker, then the run (a final run waits for the
         track to expire by design and is not a frame's latency)."""
-        self.stats["last_wait_s"], self.stats["last_run_s"] = started_wall - newest_view_wall, done_wall - started_wall
         with self._lock:
+            self.stats["last_wait_s"], self.stats["last_run_s"] = started_wall - newest_view_wall, done_wall - started_wall
             self.stats["last_latency_s"] = done_wall - newest_view_wall
             self.latencies.append(done_wall - newest_view_wall)
 
