@@ -118,7 +118,8 @@ def session_options(threads: int = 0):
         so.intra_op_num_threads = threads
     so.add_session_config_entry("session.force_spinning_stop", "1")
     # one CPU arena for every session of the process, grown by what is asked, not to the next
-    # power of two: with two reconstructions at once this held 65 MB less at the same speed
+    # power of two: with the child's two glibc heaps (worker.py) a lower peak at the same speed
+    # (docs/ros.md)
     so.add_session_config_entry("session.use_env_allocators", "1")
     _shared_cpu_arena(ort)
     return so

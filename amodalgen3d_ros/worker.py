@@ -149,8 +149,8 @@ class ReconstructionWorker:
 
     def _start(self) -> None:
         a, b = socket.socketpair()
-        # glibc gives threads heaps of their own, which hold freed memory apart: two heaps held the
-        # child's peak 60 MB lower with two reconstructions at once (docs/ros.md)
+        # glibc gives threads heaps of their own, which hold freed memory apart: two heaps, with
+        # onnxruntime's shared arena (backends.py), keep the child's peak lower (docs/ros.md)
         env = {"MALLOC_ARENA_MAX": "2", **os.environ}
         self.proc = subprocess.Popen([sys.executable, "-m", "amodalgen3d_ros.worker", str(b.fileno())],
                                      pass_fds=(b.fileno(),), stdin=subprocess.DEVNULL, env=env)
