@@ -48,6 +48,11 @@ class OdometryConfig:
     anchor_agreement: float = 0.7
     anchor_fix_m: float = 0.03
     anchor_fix_deg: float = 3.0
+    # ... and only where the registration run the other way undoes it to within this: on a plain
+    # table a registration across a wide baseline can agree in depth and still be wrong, and
+    # such a one rarely agrees with its reverse
+    anchor_cycle_m: float = 0.005
+    anchor_cycle_deg: float = 0.5
 
 
 @dataclass
@@ -65,7 +70,7 @@ class TrackedPose:
 class _Frame:
     rgbd: o3d.geometry.RGBDImage
     depth: np.ndarray  # (h, w) float32 metres at the odometry's width
-    labels: np.ndarray  # (h, w) int64
+    labels: np.ndarray  # (h, w) int32
     K: np.ndarray  # intrinsics at this width
 
 
@@ -113,7 +118,7 @@ class StreamOdometry:
         color = cv2.resize(view.color[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
         depth = cv2.resize(view.depth_m[y0:y1, x0:x1], size, interpolation=cv2.INTER_NEAREST_EXACT)
         labels = cv2.resize(view.labels[y0:y1, x0:x1].astype(np.int32), size,
-                            interpolation=cv2.INTER_NEAREST_EXACT).astype(np.int64)
+                            interpolation=cv2.INTER_NEAREST_EXACT)
         for i in hidden:  # moved objects must not drag the camera's pose
             depth[labels == i] = 0
         K = view.K.copy()
@@ -184,17 +189,20 @@ class StreamOdometry:
     def _new_keyframe(self, view: View, T_seg_cam: np.ndarray) -> np.ndarray:
         """The view becomes the keyframe; its pose is first checked against the segment's first
         keyframe directly (no drift accumulated through the chain) and taken from there where that
-        registration agrees well and corrects only a little."""
+        registration agrees well, corrects only a little and is undone by its reverse."""
         window = self._window(view)
         key = self._prepare(view, window)
         if self.anchor is not None:  # both in the new keyframe's window (where its objects are now)
             frame, cur = self._prepare(self.anchor, window), key
             T = self._odometry(cur, frame, T_seg_cam)
-            if T is not None:
+            back = None if T is None else self._odometry(frame, cur, invert(T))
+            if T is not None and back is not None:
                 share, moved, _ = self._moved(cur, frame, T)
-                fix = invert(T_seg_cam) @ T
+                fix, cycle = invert(T_seg_cam) @ T, T @ back
                 if (share >= self.cfg.anchor_agreement and not moved and np.linalg.norm(fix[:3, 3]) < self.cfg.anchor_fix_m
-                        and rotation_error_deg(np.eye(3), fix[:3, :3]) < self.cfg.anchor_fix_deg):
+                        and rotation_error_deg(np.eye(3), fix[:3, :3]) < self.cfg.anchor_fix_deg
+                        and np.linalg.norm(cycle[:3, 3]) < self.cfg.anchor_cycle_m
+                        and rotation_error_deg(np.eye(3), cycle[:3, :3]) < self.cfg.anchor_cycle_deg):
                     T_seg_cam = T
                     self.counts["anchored"] += 1
         self.window, self.key, self.key_view = window, key, view
