@@ -28,8 +28,9 @@ class View:
     color:       (H, W, 3) uint8 RGB.
     depth_m:     (H, W) float32 metres along the optical axis, 0 where not measured; or None.
     K:           (3, 3) float64 pinhole intrinsics in pixels.
-    labels:      (H, W) int64 instance ids, 0 background; the same id is the same object in
-                 every view.
+    labels:      (H, W) integer instance ids (int32 as read here and from ROS: every label
+                 encoding fits, at half int64's memory), 0 background; the same id is the same
+                 object in every view.
     T_world_cam: (4, 4) float64, maps optical-frame points to the world frame; None if unposed.
     pose_source: where T_world_cam came from: "given" (a views directory), "tf", "odometry".
     pose_frame:  what "world" is: "" a fixed world frame (given, tf); "odometry/<segment>" the
@@ -238,7 +239,7 @@ def read_view(folder: Path, depth_scale: float = DEFAULT_DEPTH_SCALE) -> View:
     labels_raw = _read_image(folder / "labels.png", cv2.IMREAD_UNCHANGED)
     if labels_raw.ndim != 2 or labels_raw.dtype not in (np.uint8, np.uint16):
         raise ViewsFormatError(f"{folder / 'labels.png'}: must be a single-channel 8- or 16-bit image")
-    labels = labels_raw.astype(np.int64)
+    labels = labels_raw.astype(np.int32)
     depth_m = None
     if (folder / "depth.png").is_file():
         raw = _read_image(folder / "depth.png", cv2.IMREAD_UNCHANGED)

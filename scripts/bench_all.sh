@@ -42,7 +42,7 @@ $amo bench --fuzz 600 --same-stamp --out "$out/fuzz_same_stamp"
 $amo bench --node --stream --objects 4 --plain-table 0 --out "$out/stream/s4_textured"
 $amo bench --node --stream --objects 4 --plain-table 1 --out "$out/stream/s4_plain"
 $amo bench --node --stream --objects 10 --plain-table 0 --out "$out/stream/s10_textured"
-$amo bench --node --stream --objects 10 --plain-table 0 -p concurrent_reconstructions:=2 --out "$out/stream/s10_textured_concurrent2"
+$amo bench --node --stream --objects 10 --plain-table 0 -p concurrent_reconstructions:=1 --out "$out/stream/s10_textured_one_at_a_time"
 $amo bench --node --stream --objects 4 --plain-table 0 --stream-size 1280 720 --out "$out/stream/s4_textured_720p"
 $amo bench --node --stream --objects 4 --plain-table 0 --storm 3 --out "$out/stream/s4_textured_storm3"
 # 20 streams beside a process busy on one core: every track ends with a result or a counted reason

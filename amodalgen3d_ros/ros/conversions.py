@@ -3,7 +3,7 @@
 Input checks raise ConversionError with a short cause (used as the counter and log key).
 Pixel layout and depth units live here, not in callbacks: colour rgb8/bgr8/mono8 -> (H, W, 3)
 uint8 RGB; depth 16UC1 (mm) / 32FC1 (m) -> (H, W) float32 m, 0 = none; labels mono8/mono16/32SC1
--> (H, W) int64.
+-> (H, W) int32.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def precheck(name: str, msg, size_hw: tuple[int, int] | None = None) -> tuple[in
     h, w, _ = check_image(msg, allowed)
     if size_hw and size_hw != (h, w):
         raise ConversionError("size_mismatch", f"{name} is {w}x{h}, the camera's images {size_hw[1]}x{size_hw[0]}")
-    # the only label encoding that holds negatives; a view of the data, not labels_from_msg's int64 copy
+    # the only label encoding that holds negatives; a view of the data, not labels_from_msg's copy
     if name == "labels" and msg.encoding == "32SC1" and image_to_array(msg, LABEL_ENCODINGS).min() < 0:
         raise ConversionError("negative_label")
     return None
@@ -112,7 +112,7 @@ def depth_from_msg(msg) -> np.ndarray:
 
 def labels_from_msg(msg) -> np.ndarray:
     a = image_to_array(msg, LABEL_ENCODINGS)
-    lab = a.astype(np.int64)
+    lab = a.astype(np.int32)  # uint8, uint16 and int32 all fit
     if (lab < 0).any():
         raise ConversionError("negative_label")
     return lab

@@ -66,7 +66,7 @@ PARAMS: list[Param] = [
           choices=("fp16", "fp32")),
     Param("force_rebuild", False, "rebuild the TensorRT engines even when the cache matches"),
     Param("min_reconstruct_interval_s", 1.0, "a track is reconstructed at most this often", 0.0, 3600.0),
-    Param("concurrent_reconstructions", 1, "reconstructions run at once (threads of the reconstruction process: one runs "
+    Param("concurrent_reconstructions", 2, "reconstructions run at once (threads of the reconstruction process: one runs "
           "its networks while another meshes; with torch_threads 0 the cores are shared out between them)", 1, 16),
     Param("reconstruct_timeout_s", 30.0, "a reconstruction running longer marks the track failed", 0.1, 3600.0),
     Param("world_frame", "", "output frame via TF at the image stamp; empty: estimate poses between views"),
