@@ -6,6 +6,7 @@ Conventions: ``T_a_b`` maps points from frame b to frame a; points are (N, 3) fl
 from __future__ import annotations
 
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -444,17 +445,19 @@ def _fingerprint(v: View) -> int:
     return c
 
 
-def register_cached(ref: View, view: View, seed: int, by: str) -> Registration:
+def register_cached(ref: View, view: View, seed: int, by: str, cache_only: bool = False) -> Registration | None:
     """register_by_features or register_by_objects (``by``), remembered per
     (reference frame, frame) pair: the node reconstructs a track again as its views change, and
     most pairs are the same as last time. Keyed by the frames' stamps and a fingerprint of their
     pixels, not object identity: the node's frames reach the reconstruction process as new
-    objects each time, and a reused stamp with new data must miss."""
+    objects each time, and a reused stamp with new data must miss. ``cache_only``: None on a miss."""
     key = (by, ref.stamp_s, _fingerprint(ref), view.stamp_s, _fingerprint(view))
     hit = _REGISTRATIONS.get(key)
     if hit is not None:
         _REGISTRATIONS.move_to_end(key)
         return replace(hit)
+    if cache_only:
+        return None
     # RANSAC's seed follows from the pair alone, so a cached result equals a fresh one whatever
     # order the pairs were first met in (replays give the same meshes)
     pair_seed = seed + zlib.crc32(f"{ref.stamp_s:.6f}/{view.stamp_s:.6f}".encode())
@@ -470,7 +473,7 @@ def register_cached(ref: View, view: View, seed: int, by: str) -> Registration:
     return r
 
 
-def resolve_poses(views: list[View], seed: int = 0) -> ViewPoses:
+def resolve_poses(views: list[View], seed: int = 0, budget_s: float | None = None) -> ViewPoses:
     """Given poses when every view has one in a fixed world frame (output frame "world"). Else in
     the reference (first) view's camera frame: views tracked in the reference's odometry segment
     take their poses from it; every other view is registered to the reference.
@@ -480,6 +483,10 @@ def resolve_poses(views: list[View], seed: int = 0) -> ViewPoses:
     their poses are a few millimetres less precise (median 3-5 mm against 1-2), so a chain of
     feature registrations is preferred to a direct one by objects. A view of another odometry
     segment, once registered, brings the rest of its segment along by its odometry.
+
+    ``budget_s``: registrations not remembered from earlier calls are tried only for this long (a
+    live node must not spend many seconds on one result; what was registered is remembered, so
+    the next run of the same views goes on from there); views left out say so.
     """
     if all(v.T_world_cam is not None and not v.pose_frame for v in views):
         return ViewPoses([np.asarray(v.T_world_cam) for v in views], "world", [None] * len(views),
@@ -500,6 +507,13 @@ def resolve_poses(views: list[View], seed: int = 0) -> ViewPoses:
             if T[k] is None and vk.T_world_cam is not None and vk.pose_frame == vi.pose_frame:
                 T[k], regs[k], sources[k] = T_out_seg @ vk.T_world_cam, None, vk.pose_source
 
+    t_end = None if budget_s is None else time.perf_counter() + budget_s
+
+    def register(ref: View, view: View, by: str) -> Registration:
+        spent = t_end is not None and time.perf_counter() > t_end
+        r = register_cached(ref, view, seed=seed, by=by, cache_only=spent)
+        return r or Registration(None, 0.0, np.inf, 0, f"not tried: registration budget of {budget_s:g} s spent")
+
     def accept(i: int, r: Registration, through: int) -> None:
         Tj = T[through]
         assert r.T_ref_cam is not None and Tj is not None
@@ -512,7 +526,7 @@ def resolve_poses(views: list[View], seed: int = 0) -> ViewPoses:
     for by in ("features", "objects"):
         for i in range(1, n):
             if T[i] is None:
-                r = register_cached(views[0], views[i], seed=seed, by=by)
+                r = register(views[0], views[i], by)
                 if r.ok:
                     accept(i, r, 0)
                 else:  # why it failed, by every means tried
@@ -526,7 +540,7 @@ def resolve_poses(views: list[View], seed: int = 0) -> ViewPoses:
                     continue
                 for j in sorted(range(1, n), key=lambda j: abs(j - i)):
                     if j != i and T[j] is not None:
-                        r = register_cached(views[j], views[i], seed=seed, by=by)
+                        r = register(views[j], views[i], by)
                         if r.ok:
                             accept(i, r, j)
                             added = True

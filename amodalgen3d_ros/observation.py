@@ -33,12 +33,13 @@ class Observation:
         return [i for i in self.poses.used if self.views[i].depth_m is not None and self.masks[i].visible.any()]
 
 
-def observe(views: list[View], target_id: int, seed: int = 0, poses: ViewPoses | None = None) -> Observation:
+def observe(views: list[View], target_id: int, seed: int = 0, poses: ViewPoses | None = None,
+            registration_budget_s: float | None = None) -> Observation:
     """Poses, masks, fused points and support plane for one target. Raises ViewsFormatError if
     the target has no usable pixels."""
     if not views:
         raise ViewsFormatError("no views")
-    poses = poses or resolve_poses(views, seed=seed)
+    poses = poses or resolve_poses(views, seed=seed, budget_s=registration_budget_s)
     masks = [v.target_masks(target_id) for v in views]
     fused = fuse_target(views, target_id, poses, seed=seed, masks=masks)
     plane = fit_support_plane(views, poses, fused.points, seed=seed)

@@ -133,11 +133,12 @@ def resolve_method(name: str) -> tuple[str, MethodFn]:
 
 
 def reconstruct(views: list[View], target_id: int, method: str | tuple[str, MethodFn] = DEFAULT_METHOD,
-                seed: int = 0, poses: ViewPoses | None = None) -> Reconstruction:
-    """``method``: a name, or (name, callable) for a method configured by the caller (the node)."""
+                seed: int = 0, poses: ViewPoses | None = None, registration_budget_s: float | None = None) -> Reconstruction:
+    """``method``: a name, or (name, callable) for a method configured by the caller (the node).
+    ``registration_budget_s``: as geometry.resolve_poses's budget_s."""
     name, fn = resolve_method(method) if isinstance(method, str) else method
     t0 = time.perf_counter()
-    obs = observe(views, target_id, seed=seed, poses=poses)
+    obs = observe(views, target_id, seed=seed, poses=poses, registration_budget_s=registration_budget_s)
     t1 = time.perf_counter()
     out = fn(obs)
     stages = {"observation": t1 - t0, **getattr(fn, "stage_seconds", {"method": time.perf_counter() - t1})}

@@ -50,6 +50,7 @@ class MethodSpec:
     options: dict = field(default_factory=dict)  # steps, samples, hypotheses, backend, onnx_dir, ...
     threads: int = 0  # torch threads in the child; 0: torch's default
     concurrent: int = 1  # reconstructions run at once (threads in the child)
+    registration_budget_s: float | None = None  # geometry.resolve_poses's budget; None: none
 
 
 def load_method(spec: MethodSpec):
@@ -106,7 +107,8 @@ def serve(conn: Connection) -> None:
     def run(job_id: int, views: list, track_id: int, seed: int) -> None:
         reply: tuple
         try:
-            reply = ("ok", job_id, _pack(reconstruct(views, track_id, method, seed=seed)))
+            rec = reconstruct(views, track_id, method, seed=seed, registration_budget_s=spec.registration_budget_s)
+            reply = ("ok", job_id, _pack(rec))
         except Exception as e:  # a failed reconstruction is a result: the caller marks the track
             reply = ("error", job_id, f"{e.__class__.__name__}: {e}")
         with send_lock:

@@ -83,15 +83,20 @@ def test_an_object_moved_is_reported_and_does_not_drag_the_camera(scene):
     assert odo.track(render(scene, poses[2], 0.1, meshes=meshes, seed=3)).moved_ids == []
 
 
-def test_poses_by_source_tracked_registered_and_brought_along(scene):
-    """Views of the reference's segment take the tracking's poses (relative to the reference);
-    a view of another segment is registered and brings its segment along."""
+def two_segments(scene, pick):
     poses = arc(scene, 30, degrees=60.0)
-    pick = [0, 10, 20, 29]
     views = [render(scene, poses[k], k / 30.0, seed=k) for k in pick]
     for v, k in zip(views, pick):  # the truth as tracking poses: segment 1 for the first two, 2 after
         seg_origin = poses[0] if k < 20 else poses[20]
         v.T_world_cam, v.pose_source, v.pose_frame = invert(seg_origin) @ poses[k], "odometry", f"odometry/{1 + (k >= 20)}"
+    return poses, views
+
+
+def test_poses_by_source_tracked_registered_and_brought_along(scene):
+    """Views of the reference's segment take the tracking's poses (relative to the reference);
+    a view of another segment is registered and brings its segment along."""
+    pick = [0, 10, 20, 29]
+    poses, views = two_segments(scene, pick)
     vp = resolve_poses(views)
     assert vp.frame == "reference_camera"
     assert vp.sources[:2] == ["odometry", "odometry"] and "registration" in vp.sources[2:]
@@ -99,6 +104,20 @@ def test_poses_by_source_tracked_registered_and_brought_along(scene):
     for T, k in zip(vp.T_out_cam, pick):
         truth = invert(poses[0]) @ poses[k]
         assert np.linalg.norm(T[:3, 3] - truth[:3, 3]) < 0.01
+
+
+def test_registration_stops_at_its_budget_and_goes_on_from_what_it_remembers(scene):
+    """A live node gives registration a budget per result: past it, only pairs registered before
+    are used, and the views left out say why."""
+    _, views = two_segments(scene, [0, 10, 21, 28])  # stamps of their own: nothing remembered yet
+    spent = resolve_poses(views, budget_s=0.0)
+    assert spent.sources == ["odometry", "odometry", "none", "none"]
+    assert "registration budget of 0 s spent" in spent.registrations[2].reason
+    full = resolve_poses(views)
+    assert sorted(full.sources[2:]) == ["odometry", "registration"]
+    again = resolve_poses(views, budget_s=0.0)
+    assert again.sources == full.sources
+    assert all(np.allclose(a, b) for a, b in zip(again.T_out_cam, full.T_out_cam))
 
 
 def test_poses_in_a_fixed_world_frame_stay_in_it(scene):

@@ -68,6 +68,10 @@ PARAMS: list[Param] = [
     Param("min_reconstruct_interval_s", 1.0, "a track is reconstructed at most this often", 0.0, 3600.0),
     Param("concurrent_reconstructions", 2, "reconstructions run at once (threads of the reconstruction process: one runs "
           "its networks while another meshes; with torch_threads 0 the cores are shared out between them)", 1, 16),
+    Param("registration_budget_s", 3.0, "views without a pose relative to the reference (another tracking segment, or "
+          "no tracking) are registered to it for at most this long per result (what was registered is remembered "
+          "for the next); 0: no limit",
+          0.0, 3600.0),
     Param("reconstruct_timeout_s", 30.0, "a reconstruction running longer marks the track failed", 0.1, 3600.0),
     Param("world_frame", "", "output frame via TF at the image stamp; empty: estimate poses between views"),
     Param("camera_tracking", True, "without TF: track the camera along the stream by RGB-D odometry (needs depth), so "
@@ -111,6 +115,7 @@ class NodeConfig:
     force_rebuild: bool
     min_reconstruct_interval_s: float
     concurrent_reconstructions: int
+    registration_budget_s: float
     reconstruct_timeout_s: float
     world_frame: str
     camera_tracking: bool
@@ -129,7 +134,8 @@ def method_spec(c: NodeConfig) -> MethodSpec:
         options["prior_weights"] = c.prior_weights_path
     if not c.local_decoder:  # (on: where calibrated with the weights, learned_method's default)
         options["decoder"] = 0
-    return MethodSpec(c.method, c.weights_path, options, c.torch_threads, c.concurrent_reconstructions)
+    return MethodSpec(c.method, c.weights_path, options, c.torch_threads, c.concurrent_reconstructions,
+                      c.registration_budget_s or None)
 
 
 def odometry_config(c: NodeConfig) -> OdometryConfig | None:

@@ -77,6 +77,8 @@ def replay(bag: str | Path, out: str | Path, rate: float = 1.0, start: bool = Tr
         raise FileNotFoundError(f"{bag}: no such bag")
     out.mkdir(parents=True, exist_ok=True)
     params = dict(params or {})
+    # a replayed bag gives the same meshes however fast the machine: registration without a budget
+    params.setdefault("registration_budget_s", "0.0")
     proc = start_node(out, params) if start else None
     init_rclpy()
     node = rclpy.create_node("amodalgen3d_replay")
