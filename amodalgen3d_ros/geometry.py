@@ -186,6 +186,7 @@ def _frame_cloud(view: View, voxel_m: float, colour: bool = False) -> o3d.geomet
     return pc
 
 
+_CACHE_LOCK = threading.Lock()  # the caches below: several reconstructions run at once in the worker
 _FRAMES: OrderedDict[tuple, Any] = OrderedDict()
 _FRAME_CACHE_SIZE = 32
 
@@ -195,13 +196,16 @@ def _per_frame(view: View, kind: tuple, make: Callable[[], Any]) -> Any:
     registration (the reference every view, chains their neighbours), and the node registers a
     track's frames again as its views change. Neither is changed by its users."""
     key = (kind, view.stamp_s, _fingerprint(view))
-    hit = _FRAMES.get(key)
-    if hit is None:
-        hit = _FRAMES[key] = make()
+    with _CACHE_LOCK:
+        hit = _FRAMES.get(key)
+        if hit is not None:
+            _FRAMES.move_to_end(key)
+            return hit
+    hit = make()  # outside the lock: two threads may make one twice, neither waits for the other
+    with _CACHE_LOCK:
+        _FRAMES[key] = hit
         while len(_FRAMES) > _FRAME_CACHE_SIZE:
             _FRAMES.popitem(last=False)
-    else:
-        _FRAMES.move_to_end(key)
     return hit
 
 
@@ -452,10 +456,11 @@ def register_cached(ref: View, view: View, seed: int, by: str, cache_only: bool 
     pixels, not object identity: the node's frames reach the reconstruction process as new
     objects each time, and a reused stamp with new data must miss. ``cache_only``: None on a miss."""
     key = (by, ref.stamp_s, _fingerprint(ref), view.stamp_s, _fingerprint(view))
-    hit = _REGISTRATIONS.get(key)
-    if hit is not None:
-        _REGISTRATIONS.move_to_end(key)
-        return replace(hit)
+    with _CACHE_LOCK:
+        hit = _REGISTRATIONS.get(key)
+        if hit is not None:
+            _REGISTRATIONS.move_to_end(key)
+            return replace(hit)
     if cache_only:
         return None
     # RANSAC's seed follows from the pair alone, so a cached result equals a fresh one whatever
@@ -467,9 +472,10 @@ def register_cached(ref: View, view: View, seed: int, by: str, cache_only: bool 
         r = register_by_objects(ref, view, seed=pair_seed)
     else:
         raise ValueError(f"by: 'features' or 'objects', not {by!r}")
-    _REGISTRATIONS[key] = replace(r)
-    while len(_REGISTRATIONS) > _REGISTRATION_CACHE_SIZE:
-        _REGISTRATIONS.popitem(last=False)
+    with _CACHE_LOCK:
+        _REGISTRATIONS[key] = replace(r)
+        while len(_REGISTRATIONS) > _REGISTRATION_CACHE_SIZE:
+            _REGISTRATIONS.popitem(last=False)
     return r
 
 
