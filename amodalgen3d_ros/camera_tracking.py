@@ -55,6 +55,11 @@ class OdometryConfig:
     anchor_cycle_deg: float = 0.5
 
 
+def _small(T: np.ndarray, m: float, deg: float) -> bool:
+    """Whether the motion T moves less than m metres and turns less than deg degrees."""
+    return bool(np.linalg.norm(T[:3, 3]) < m and rotation_error_deg(np.eye(3), T[:3, :3]) < deg)
+
+
 @dataclass
 class TrackedPose:
     """One frame's result. ``T_seg_cam`` maps the frame's optical frame to its segment's first
@@ -195,14 +200,14 @@ class StreamOdometry:
         if self.anchor is not None:  # both in the new keyframe's window (where its objects are now)
             frame, cur = self._prepare(self.anchor, window), key
             T = self._odometry(cur, frame, T_seg_cam)
-            back = None if T is None else self._odometry(frame, cur, invert(T))
-            if T is not None and back is not None:
+            if T is not None:
                 share, moved, _ = self._moved(cur, frame, T)
-                fix, cycle = invert(T_seg_cam) @ T, T @ back
-                if (share >= self.cfg.anchor_agreement and not moved and np.linalg.norm(fix[:3, 3]) < self.cfg.anchor_fix_m
-                        and rotation_error_deg(np.eye(3), fix[:3, :3]) < self.cfg.anchor_fix_deg
-                        and np.linalg.norm(cycle[:3, 3]) < self.cfg.anchor_cycle_m
-                        and rotation_error_deg(np.eye(3), cycle[:3, :3]) < self.cfg.anchor_cycle_deg):
+                c = self.cfg
+                # the reverse registration only for a pose that passed the cheaper checks
+                if (share >= c.anchor_agreement and not moved
+                        and _small(invert(T_seg_cam) @ T, c.anchor_fix_m, c.anchor_fix_deg)
+                        and (back := self._odometry(frame, cur, invert(T))) is not None
+                        and _small(T @ back, c.anchor_cycle_m, c.anchor_cycle_deg)):
                     T_seg_cam = T
                     self.counts["anchored"] += 1
         self.window, self.key, self.key_view = window, key, view

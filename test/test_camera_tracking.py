@@ -157,8 +157,9 @@ def test_scaled_down_frame_keeps_depth_colour_and_intrinsics_aligned():
 
 def test_on_a_plain_table_the_objects_stay_aligned_along_a_wide_arc():
     """On a plain table a registration straight to the segment's first keyframe can agree in depth
-    and be wrong; taken as the anchor it shifted the objects by 8 mm. Only registrations their
-    reverse undoes are taken: the objects' centre stays within 6 mm over 120 degrees (12 mm without that check)."""
+    and be wrong, and taken as the anchor it shifts the objects. Only registrations their reverse
+    undoes are taken: the objects' centre stays within 6 mm over 120 degrees (12 mm without that
+    check in this scene)."""
     from amodalgen3d_ros.ros.harness.stream_bench import StreamConfig, render_stream
 
     scene, frames, poses = render_stream(StreamConfig(objects=4, plain_table=True, rate_hz=5.0))
